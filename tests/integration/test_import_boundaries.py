@@ -1,0 +1,55 @@
+"""`edge` and `shared` run on a Jetson without torch, and on JetPack 6's Python 3.10."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+_PROBE = r"""
+import importlib, importlib.abc, pkgutil, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch.") or name in ("torchvision", "segmentation_models_pytorch"):
+            raise ImportError(f"{name} may not be imported by edge/shared")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+imported = []
+for package_name in ("shared", "edge"):
+    package = importlib.import_module(package_name)
+    imported.append(package_name)
+    for info in pkgutil.walk_packages(package.__path__, package_name + "."):
+        importlib.import_module(info.name)
+        imported.append(info.name)
+assert "torch" not in sys.modules
+print("\n".join(imported))
+"""
+
+
+def test_every_module_of_edge_and_shared_imports_without_torch():
+    result = subprocess.run([sys.executable, "-c", _PROBE], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    modules = result.stdout.split()
+    assert "shared.tiling" in modules and "edge.cli" in modules
+
+
+def _python310() -> str | None:
+    candidates = [*sorted(Path.home().glob(".pyenv/versions/3.10.*/bin/python3.10")), shutil.which("python3.10")]
+    for candidate in candidates:
+        if candidate and subprocess.run([str(candidate), "--version"], capture_output=True).returncode == 0:
+            return str(candidate)
+    return None
+
+
+def test_edge_and_shared_compile_on_python_3_10():
+    python = _python310()
+    if python is None:
+        pytest.skip("needs a Python 3.10 interpreter (JetPack 6's version) on PATH or in ~/.pyenv")
+    files = [str(p) for p in (REPO / "edge").rglob("*.py")] + [str(p) for p in (REPO / "shared").rglob("*.py")]
+    result = subprocess.run([python, "-m", "py_compile", *files], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

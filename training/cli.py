@@ -1,0 +1,221 @@
+"""`pump-train`: the training side's commands.
+
+Every command reads the one settings model (flags > ``PUMP_*`` env > ``--config`` TOML >
+defaults), takes ``--seed``, offers ``--dry-run`` (print the resolved config and stop),
+writes its output atomically, and records what made it beside the output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.config import ConfigError, load_settings
+from shared.pixels import ColorPolicy, DepthPolicy
+from training.config import TrainSettings
+from training.data.blend import BlendMode
+from training.data.importers import IMPORTERS, ImportProblemsError, get_importer, run_import
+from training.data.paste import PasteLocation
+from training.data.patches import PatchMode
+from training.data.table import ManifestError
+from training.outputs import OutputExistsError
+
+app = typer.Typer(
+    help="Training side of pump inspection: synthetic frames, dataset import, patches, defect pasting.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out_console = Console()
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (default: $PUMP_CONFIG).")
+SeedOpt = typer.Option(None, "--seed", help="Random seed (default: settings `seed`, 0).")
+DryRunOpt = typer.Option(False, "--dry-run", help="Print the resolved config and exit without doing anything.")
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace OUT if it exists (only after the new one is complete).")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+
+
+def _settings(config: Path | None, overrides: dict[str, Any]) -> TrainSettings:
+    return load_settings(TrainSettings, config, overrides)
+
+
+def _dry_run(settings: TrainSettings, *sections: str) -> None:
+    dump = settings.model_dump(mode="json", by_alias=True)
+    out_console.print_json(json.dumps({"seed": dump["seed"], **{key: dump[key] for key in sections}}))
+
+
+def _print_json(title: str, payload: dict) -> None:
+    console.print(f"[bold]{title}[/bold]")
+    out_console.print_json(json.dumps(payload, default=str))
+
+
+@app.command()
+def synth(
+    out: Path = typer.Argument(..., help="Output folder (images/, masks/, frames.jsonl, synth.json)."),
+    frames: int = typer.Option(16, "--frames", "-n", min=1, help="Number of frames to render."),
+    width: int | None = typer.Option(None, "--width", help="Frame width in px (default 3200)."),
+    height: int | None = typer.Option(None, "--height", help="Frame height in px (default 2224)."),
+    seed: int | None = SeedOpt,
+    config: Path | None = ConfigOpt,
+    overwrite: bool = OverwriteOpt,
+    dry_run: bool = DryRunOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Render synthetic pump-part frames with defects and pixel masks (the embedded default dataset)."""
+    from training.synth.writer import write_synth_set
+
+    settings = _settings(config, {"seed": seed, "synth": {"width_px": width, "height_px": height}})
+    if dry_run:
+        return _dry_run(settings, "synth", "geometry")
+    summary = write_synth_set(out, settings.synth, frames, settings.seed, overwrite=overwrite, progress=not quiet)
+    out_console.print(summary.format())
+
+
+@app.command("import")
+def import_(
+    kind: str = typer.Argument(..., help=f"Source layout: {', '.join(IMPORTERS)}."),
+    src: Path = typer.Argument(..., help="Source folder."),
+    out: Path = typer.Argument(..., help="Dataset folder to create."),
+    color: ColorPolicy | None = typer.Option(None, "--color", help="Color inputs: gray (default) or keep."),
+    depth: DepthPolicy | None = typer.Option(None, "--depth", help="16-bit inputs: scale16 (default), scale12, minmax."),
+    mask_threshold: int | None = typer.Option(None, "--mask-threshold", help="Defect where mask > this (default 127)."),
+    skip_bad: bool | None = typer.Option(None, "--skip-bad/--no-skip-bad", help="Skip bad files and report them."),
+    group_regex: str | None = typer.Option(None, "--group-regex", help="folder: regex on the stem; group 1 = group."),
+    config: Path | None = ConfigOpt,
+    overwrite: bool = OverwriteOpt,
+    dry_run: bool = DryRunOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Import a source folder (synth, magnetic-tile, mvtec, folder) into the one dataset format."""
+    spec = get_importer(kind)
+    settings = _settings(config, {"import": {"color": color, "depth": depth, "mask_threshold": mask_threshold,
+                                             "skip_bad": skip_bad, "group_regex": group_regex}})
+    if dry_run:
+        return _dry_run(settings, "import")
+    report = run_import(spec, src, out, settings.import_, overwrite=overwrite, progress=not quiet)
+    _print_json(f"imported {report['imported']} images into {out}", report)
+
+
+@app.command()
+def patches(
+    dataset: Path = typer.Argument(..., help="Dataset folder (from `pump-train import`)."),
+    out: Path = typer.Argument(..., help="Patch set folder to create."),
+    mode: PatchMode | None = typer.Option(None, "--mode", help="random (thesis, default) or grid (edge tiling)."),
+    per_image: int | None = typer.Option(None, "--per-image", help="random mode: tiles per image (default 64)."),
+    crop: int | None = typer.Option(None, "--crop", help="Center crop side in px; 0 = whole image (default 1920)."),
+    tile: int | None = typer.Option(None, "--tile", help="Tile side in frame px (default 256)."),
+    patch: int | None = typer.Option(None, "--patch", help="Patch side after resizing (default 128)."),
+    test_fraction: float | None = typer.Option(None, "--test-fraction", help="Test share of groups (default 0.25)."),
+    val_fraction: float | None = typer.Option(None, "--val-fraction", help="Validation share of train groups (0.2)."),
+    split_seed: int | None = typer.Option(None, "--split-seed", help="Seed of the test split (default --seed)."),
+    val_seed: int | None = typer.Option(None, "--val-seed", help="Seed of the validation split (default --seed)."),
+    seed: int | None = SeedOpt,
+    config: Path | None = ConfigOpt,
+    overwrite: bool = OverwriteOpt,
+    dry_run: bool = DryRunOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Cut dataset images into patches (center crop, tiles, resize) with group-safe splits."""
+    from training.data.dataset import load_dataset
+    from training.data.patches import make_patches
+
+    settings = _settings(config, {
+        "seed": seed,
+        "geometry": {"crop_px": crop, "tile_px": tile, "patch_px": patch},
+        "patches": {"mode": mode, "patches_per_image": per_image, "test_fraction": test_fraction,
+                    "val_fraction": val_fraction, "split_seed": split_seed, "val_seed": val_seed},
+    })
+    if dry_run:
+        return _dry_run(settings, "geometry", "patches")
+    summary = make_patches(load_dataset(dataset), out, settings.geometry, settings.patches, settings.seed,
+                           overwrite=overwrite, progress=not quiet)
+    _print_json(f"wrote {summary['patches']} patches to {out}", summary)
+
+
+@app.command()
+def paste(
+    patches_dir: Path = typer.Argument(..., metavar="PATCHES", help="Real patch set (from `pump-train patches`)."),
+    out: Path = typer.Argument(..., help="Patch set folder for the pasted patches."),
+    per_defect: int | None = typer.Option(None, "--per-defect", "-k", help="Pasted copies per defect (default 4)."),
+    location: PasteLocation | None = typer.Option(None, "--location", help="fixed, free or auto (default)."),
+    tolerance: int | None = typer.Option(None, "--location-tolerance", help="fixed: max shift in frame px (4)."),
+    brightness: float | None = typer.Option(None, "--brightness-tolerance", help="Max mean-intensity difference (10)."),
+    blend: BlendMode | None = typer.Option(None, "--blend", help="alpha (default) or seamless (cv2.seamlessClone)."),
+    seed: int | None = SeedOpt,
+    config: Path | None = ConfigOpt,
+    overwrite: bool = OverwriteOpt,
+    dry_run: bool = DryRunOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Defect-pasted augmentation: copy real defects onto good patches of other parts."""
+    from training.data.paste import make_pasted
+    from training.data.patchset import load_patchset
+
+    settings = _settings(config, {"seed": seed, "paste": {
+        "per_defect": per_defect, "location": location, "location_tolerance_px": tolerance,
+        "brightness_tolerance": brightness, "blend": blend}})
+    if dry_run:
+        return _dry_run(settings, "paste")
+    summary = make_pasted(load_patchset(patches_dir), out, settings.paste, settings.seed, overwrite=overwrite,
+                          progress=not quiet)
+    _print_json(f"wrote {summary['pasted']} pasted patches to {out}", summary)
+
+
+@app.command()
+def show(
+    patches_dir: Path = typer.Argument(..., metavar="PATCHES", help="A patch set (real or pasted)."),
+    out: Path = typer.Option(Path("grid.png"), "--out", "-o", help="PNG to write."),
+    rows: int = typer.Option(6, "--rows", min=1),
+    columns: int = typer.Option(8, "--columns", min=2),
+    scale: int = typer.Option(2, "--scale", min=1, max=8, help="Pixel zoom of each patch."),
+    seed: int = typer.Option(0, "--seed", help="Which patches are drawn."),
+) -> None:
+    """Draw a grid of patches with defect outlines (pasted sets: real source beside its pasted copies)."""
+    from training.data.show import write_grid
+
+    path = write_grid(patches_dir, out, rows=rows, columns=columns, scale=scale, seed=seed)
+    out_console.print(f"wrote {path}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Argument(Path("demo-out"), help="Folder for every stage's output."),
+    frames: int = typer.Option(12, "--frames", "-n", min=2, help="Synthetic frames to render."),
+    width: int | None = typer.Option(None, "--width", help="Frame width (default 3200)."),
+    height: int | None = typer.Option(None, "--height", help="Frame height (default 2224)."),
+    seed: int | None = SeedOpt,
+    config: Path | None = ConfigOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """The main job on the embedded default: synth -> import -> patches -> paste -> sample grids."""
+    from training.pipeline import run_demo
+
+    settings = _settings(config, {"seed": seed, "synth": {"width_px": width, "height_px": height}})
+    results = run_demo(out, settings, frames, progress=not quiet)
+    table = Table(title=f"demo ({out})")
+    table.add_column("stage")
+    table.add_column("result")
+    for stage, text in results.items():
+        table.add_row(stage, text)
+    out_console.print(table)
+
+
+def main() -> None:
+    """Console entry point: known errors become one clear message and exit code 2."""
+    try:
+        app()
+    except (ConfigError, ImportProblemsError, ManifestError, OutputExistsError, FileNotFoundError,
+            ValueError) as error:
+        console.print(f"error: {error}", style="red", markup=False, highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

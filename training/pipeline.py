@@ -1,0 +1,54 @@
+"""The main job chained end to end on the embedded default dataset.
+
+`pump-train demo` runs synth -> import -> patches -> paste -> show with one settings
+object and one seed, each stage writing its own folder under OUT. Later stages
+(training, export, the edge runtime) join this chain as they land.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from training.config import TrainSettings
+from training.data.dataset import load_dataset
+from training.data.importers import get_importer, run_import
+from training.data.paste import make_pasted
+from training.data.patches import make_patches
+from training.data.patchset import load_patchset
+from training.data.show import write_grid
+from training.outputs import write_json_atomic
+from training.synth.writer import write_synth_set
+
+
+def run_demo(out: Path, settings: TrainSettings, frames: int, progress: bool = True) -> dict[str, str]:
+    """Run every stage into ``out`` (replacing earlier demo output); returns a line per stage."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed = settings.seed
+    lines: dict[str, str] = {}
+
+    synth = write_synth_set(out / "synth", settings.synth, frames, seed, overwrite=True, progress=progress)
+    lines["synth"] = synth.format().replace("\n", "; ")
+
+    report = run_import(get_importer("synth"), out / "synth", out / "dataset", settings.import_, overwrite=True,
+                        progress=progress)
+    lines["import"] = f"{report['imported']} images, {report['groups']} groups, skipped {len(report['skipped'])}"
+
+    summary = make_patches(load_dataset(out / "dataset"), out / "patches", settings.geometry, settings.patches,
+                           seed, overwrite=True, progress=progress)
+    splits = ", ".join(f"{name} {s['patches']} ({s['defective']} defective)"
+                       for name, s in summary["per_split"].items())
+    lines["patches"] = f"{summary['patches']} patches: {splits}"
+
+    pasted = make_pasted(load_patchset(out / "patches"), out / "pasted", settings.paste, seed, overwrite=True,
+                         progress=progress)
+    lines["paste"] = (f"{pasted['pasted']} pasted from {pasted['sources']} defect patches "
+                      f"({pasted['location']} location, {pasted['sources_short_of_target']} short of target)")
+
+    real_grid = write_grid(out / "patches", out / "grid_real.png", rows=4, columns=8, scale=2, seed=seed)
+    pasted_grid = write_grid(out / "pasted", out / "grid_pasted.png", rows=6,
+                             columns=settings.paste.per_defect + 1, scale=2, seed=seed)
+    lines["show"] = f"{real_grid}, {pasted_grid}"
+    write_json_atomic(out / "demo.json", {"seed": seed, "frames": frames, "stages": lines,
+                                           "settings": settings.model_dump(mode="json", by_alias=True)})
+    return lines
