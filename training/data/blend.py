@@ -17,7 +17,7 @@ from shared.masks import MASK_DEFECT
 
 class BlendMode(str, Enum):
     ALPHA = "alpha"  # feathered alpha blend: keeps the defect's pixels as they were
-    SEAMLESS = "seamless"  # Poisson blending: adapts the region's brightness to the destination
+    SEAMLESS = "seamless"  # Poisson blending: adapts brightness to the destination, smooths thin defects
 
 
 def paste_region(defect_mask: np.ndarray, dilate_px: int) -> np.ndarray:

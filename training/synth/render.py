@@ -29,7 +29,7 @@ _MID_GREY = 110.0  # contrast pivot, about the mean grey of the part
 _GAIN_LOW_RES_DIV = 16  # vignetting and finish variation are smooth: computed at 1/16 size
 _GRAIN_RES_DIV = 4  # fine surface grain: 1/4 size, upsampled
 _SURFACE_TRIES = 64
-_PLACEMENT_SIGMA_R = 0.5  # spread of defect positions around the part centre, in part radii
+_PLACEMENT_SIGMA_R = 0.4  # spread of defect positions around the part centre, in part radii
 
 
 @dataclass(frozen=True)
