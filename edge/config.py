@@ -15,8 +15,13 @@ from shared.config import GeometryConfig, PumpSettings
 class EdgeSettings(PumpSettings):
     """Everything `pump-edge` can be configured with."""
 
-    line_id: str = Field("line1", min_length=1, pattern=r"^[A-Za-z0-9_-]+$",
-                         description="Production line id (an MQTT topic level).")
-    station_id: str = Field("station1", min_length=1, pattern=r"^[A-Za-z0-9_-]+$",
-                            description="Inspection station id (an MQTT topic level).")
+    line_id: str = Field(
+        "line1", min_length=1, pattern=r"^[A-Za-z0-9_-]+$", description="Production line id (an MQTT topic level)."
+    )
+    station_id: str = Field(
+        "station1",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Inspection station id (an MQTT topic level).",
+    )
     geometry: GeometryConfig = Field(default_factory=GeometryConfig, description="Frame -> patch geometry.")

@@ -114,8 +114,9 @@ def load_settings(
 
     class _Loaded(settings_cls):  # type: ignore[valid-type,misc]
         @classmethod
-        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
-                                       file_secret_settings):  # noqa: ANN001
+        def settings_customise_sources(
+            cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+        ):  # noqa: ANN001
             return (init_settings, env_settings, _DictSource(settings_cls, file_values))
 
     _Loaded.__name__ = _Loaded.__qualname__ = settings_cls.__name__
@@ -126,8 +127,9 @@ def load_settings(
         for item in error.errors():
             loc = tuple(item["loc"])
             field = ".".join(str(part) for part in loc) or "(root)"
-            lines.append(f"  {field} (from {_where(loc, file_values, config_file)}): {item['msg']}"
-                         f" (got {item.get('input')!r})")
+            lines.append(
+                f"  {field} (from {_where(loc, file_values, config_file)}): {item['msg']} (got {item.get('input')!r})"
+            )
         raise ConfigError("invalid settings:\n" + "\n".join(lines)) from None
     return loaded
 

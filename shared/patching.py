@@ -101,7 +101,7 @@ def stitch(
         raise ValueError(f"{len(values)} patch maps for {len(boxes)} tiles")
     total = np.zeros((roi.height, roi.width), dtype=np.float32)
     weight = np.zeros((roi.height, roi.width), dtype=np.float32)
-    for value, box in zip(values, boxes):
+    for value, box in zip(values, boxes, strict=True):
         tile = value.astype(np.float32, copy=False)
         if tile.shape[0] != box.size:
             tile = cv2.resize(tile, (box.size, box.size), interpolation=cv2.INTER_LINEAR)

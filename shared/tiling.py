@@ -130,7 +130,7 @@ def random_tiles(roi: Roi, tile_px: int, count: int, rng: np.random.Generator) -
     span_y = max(0, roi.height - tile_px)
     xs = rng.integers(0, span_x + 1, size=count)
     ys = rng.integers(0, span_y + 1, size=count)
-    return tuple(TileBox(roi.x + int(x), roi.y + int(y), tile_px) for x, y in zip(xs, ys))
+    return tuple(TileBox(roi.x + int(x), roi.y + int(y), tile_px) for x, y in zip(xs, ys, strict=True))
 
 
 def resize_factor(tile_px: int, patch_px: int) -> float:

@@ -84,7 +84,9 @@ def import_(
     src: Path = typer.Argument(..., help="Source folder."),
     out: Path = typer.Argument(..., help="Dataset folder to create."),
     color: ColorPolicy | None = typer.Option(None, "--color", help="Color inputs: gray (default) or keep."),
-    depth: DepthPolicy | None = typer.Option(None, "--depth", help="16-bit inputs: scale16 (default), scale12, minmax."),
+    depth: DepthPolicy | None = typer.Option(
+        None, "--depth", help="16-bit inputs: scale16 (default), scale12, minmax."
+    ),
     mask_threshold: int | None = typer.Option(None, "--mask-threshold", help="Defect where mask > this (default 127)."),
     skip_bad: bool | None = typer.Option(None, "--skip-bad/--no-skip-bad", help="Skip bad files and report them."),
     group_regex: str | None = typer.Option(None, "--group-regex", help="folder: regex on the stem; group 1 = group."),
@@ -95,8 +97,18 @@ def import_(
 ) -> None:
     """Import a source folder (synth, magnetic-tile, mvtec, folder) into the one dataset format."""
     spec = get_importer(kind)
-    settings = _settings(config, {"import": {"color": color, "depth": depth, "mask_threshold": mask_threshold,
-                                             "skip_bad": skip_bad, "group_regex": group_regex}})
+    settings = _settings(
+        config,
+        {
+            "import": {
+                "color": color,
+                "depth": depth,
+                "mask_threshold": mask_threshold,
+                "skip_bad": skip_bad,
+                "group_regex": group_regex,
+            }
+        },
+    )
     if dry_run:
         return _dry_run(settings, "import")
     report = run_import(spec, src, out, settings.import_, overwrite=overwrite, progress=not quiet)
@@ -126,16 +138,32 @@ def patches(
     from training.data.dataset import load_dataset
     from training.data.patches import make_patches
 
-    settings = _settings(config, {
-        "seed": seed,
-        "geometry": {"crop_px": crop, "tile_px": tile, "patch_px": patch},
-        "patches": {"mode": mode, "patches_per_image": per_image, "test_fraction": test_fraction,
-                    "val_fraction": val_fraction, "split_seed": split_seed, "val_seed": val_seed},
-    })
+    settings = _settings(
+        config,
+        {
+            "seed": seed,
+            "geometry": {"crop_px": crop, "tile_px": tile, "patch_px": patch},
+            "patches": {
+                "mode": mode,
+                "patches_per_image": per_image,
+                "test_fraction": test_fraction,
+                "val_fraction": val_fraction,
+                "split_seed": split_seed,
+                "val_seed": val_seed,
+            },
+        },
+    )
     if dry_run:
         return _dry_run(settings, "geometry", "patches")
-    summary = make_patches(load_dataset(dataset), out, settings.geometry, settings.patches, settings.seed,
-                           overwrite=overwrite, progress=not quiet)
+    summary = make_patches(
+        load_dataset(dataset),
+        out,
+        settings.geometry,
+        settings.patches,
+        settings.seed,
+        overwrite=overwrite,
+        progress=not quiet,
+    )
     _print_json(f"wrote {summary['patches']} patches to {out}", summary)
 
 
@@ -158,13 +186,24 @@ def paste(
     from training.data.paste import make_pasted
     from training.data.patchset import load_patchset
 
-    settings = _settings(config, {"seed": seed, "paste": {
-        "per_defect": per_defect, "location": location, "location_tolerance_px": tolerance,
-        "brightness_tolerance": brightness, "blend": blend}})
+    settings = _settings(
+        config,
+        {
+            "seed": seed,
+            "paste": {
+                "per_defect": per_defect,
+                "location": location,
+                "location_tolerance_px": tolerance,
+                "brightness_tolerance": brightness,
+                "blend": blend,
+            },
+        },
+    )
     if dry_run:
         return _dry_run(settings, "paste")
-    summary = make_pasted(load_patchset(patches_dir), out, settings.paste, settings.seed, overwrite=overwrite,
-                          progress=not quiet)
+    summary = make_pasted(
+        load_patchset(patches_dir), out, settings.paste, settings.seed, overwrite=overwrite, progress=not quiet
+    )
     _print_json(f"wrote {summary['pasted']} pasted patches to {out}", summary)
 
 
@@ -211,8 +250,7 @@ def main() -> None:
     """Console entry point: known errors become one clear message and exit code 2."""
     try:
         app()
-    except (ConfigError, ImportProblemsError, ManifestError, OutputExistsError, FileNotFoundError,
-            ValueError) as error:
+    except (ConfigError, ImportProblemsError, ManifestError, OutputExistsError, FileNotFoundError, ValueError) as error:
         console.print(f"error: {error}", style="red", markup=False, highlight=False)
         sys.exit(2)
 

@@ -28,7 +28,8 @@ class TrainSettings(PumpSettings):
     seed: int = Field(0, description="Default seed of every command that draws random numbers.")
     geometry: GeometryConfig = Field(default_factory=GeometryConfig, description="Frame -> patch geometry.")
     synth: SynthConfig = Field(default_factory=SynthConfig, description="Synthetic pump frames.")
-    import_: ImportOptions = Field(default_factory=ImportOptions, alias="import",
-                                   description="Dataset import (pixel conversion, masks).")
+    import_: ImportOptions = Field(
+        default_factory=ImportOptions, alias="import", description="Dataset import (pixel conversion, masks)."
+    )
     patches: PatchOptions = Field(default_factory=PatchOptions, description="Patch sampling and splits.")
     paste: PasteOptions = Field(default_factory=PasteOptions, description="Defect-pasted augmentation.")

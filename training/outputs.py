@@ -22,8 +22,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-_VERSIONED = ("pumpinspect", "numpy", "opencv-python-headless", "pydantic", "torch", "torchvision",
-              "segmentation-models-pytorch", "onnx", "onnxruntime")
+_VERSIONED = (
+    "pumpinspect",
+    "numpy",
+    "opencv-python-headless",
+    "pydantic",
+    "torch",
+    "torchvision",
+    "segmentation-models-pytorch",
+    "onnx",
+    "onnxruntime",
+)
 
 
 class OutputExistsError(FileExistsError):

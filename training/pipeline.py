@@ -30,25 +30,40 @@ def run_demo(out: Path, settings: TrainSettings, frames: int, progress: bool = T
     synth = write_synth_set(out / "synth", settings.synth, frames, seed, overwrite=True, progress=progress)
     lines["synth"] = synth.format().replace("\n", "; ")
 
-    report = run_import(get_importer("synth"), out / "synth", out / "dataset", settings.import_, overwrite=True,
-                        progress=progress)
+    report = run_import(
+        get_importer("synth"), out / "synth", out / "dataset", settings.import_, overwrite=True, progress=progress
+    )
     lines["import"] = f"{report['imported']} images, {report['groups']} groups, skipped {len(report['skipped'])}"
 
-    summary = make_patches(load_dataset(out / "dataset"), out / "patches", settings.geometry, settings.patches,
-                           seed, overwrite=True, progress=progress)
-    splits = ", ".join(f"{name} {s['patches']} ({s['defective']} defective)"
-                       for name, s in summary["per_split"].items())
+    summary = make_patches(
+        load_dataset(out / "dataset"),
+        out / "patches",
+        settings.geometry,
+        settings.patches,
+        seed,
+        overwrite=True,
+        progress=progress,
+    )
+    splits = ", ".join(
+        f"{name} {s['patches']} ({s['defective']} defective)" for name, s in summary["per_split"].items()
+    )
     lines["patches"] = f"{summary['patches']} patches: {splits}"
 
-    pasted = make_pasted(load_patchset(out / "patches"), out / "pasted", settings.paste, seed, overwrite=True,
-                         progress=progress)
-    lines["paste"] = (f"{pasted['pasted']} pasted from {pasted['sources']} defect patches "
-                      f"({pasted['location']} location, {pasted['sources_short_of_target']} short of target)")
+    pasted = make_pasted(
+        load_patchset(out / "patches"), out / "pasted", settings.paste, seed, overwrite=True, progress=progress
+    )
+    lines["paste"] = (
+        f"{pasted['pasted']} pasted from {pasted['sources']} defect patches "
+        f"({pasted['location']} location, {pasted['sources_short_of_target']} short of target)"
+    )
 
     real_grid = write_grid(out / "patches", out / "grid_real.png", rows=4, columns=8, scale=2, seed=seed)
-    pasted_grid = write_grid(out / "pasted", out / "grid_pasted.png", rows=6,
-                             columns=settings.paste.per_defect + 1, scale=2, seed=seed)
+    pasted_grid = write_grid(
+        out / "pasted", out / "grid_pasted.png", rows=6, columns=settings.paste.per_defect + 1, scale=2, seed=seed
+    )
     lines["show"] = f"{real_grid}, {pasted_grid}"
-    write_json_atomic(out / "demo.json", {"seed": seed, "frames": frames, "stages": lines,
-                                           "settings": settings.model_dump(mode="json", by_alias=True)})
+    write_json_atomic(
+        out / "demo.json",
+        {"seed": seed, "frames": frames, "stages": lines, "settings": settings.model_dump(mode="json", by_alias=True)},
+    )
     return lines

@@ -40,7 +40,9 @@ def test_mask_patches_keep_only_label_values():
 
 
 @settings(max_examples=25, deadline=None)
-@given(w=st.integers(20, 700), h=st.integers(20, 700), tile=st.integers(16, 300), reduce=st.sampled_from(["mean", "max"]))
+@given(
+    w=st.integers(20, 700), h=st.integers(20, 700), tile=st.integers(16, 300), reduce=st.sampled_from(["mean", "max"])
+)
 def test_stitching_untouched_tiles_gives_back_the_roi(w, h, tile, reduce):
     rng = np.random.default_rng(w * 1000 + h)
     frame = rng.random((h + 10, w + 20)).astype(np.float32)

@@ -28,7 +28,7 @@ def test_axis_starts_cover_the_axis_with_the_fewest_tiles(length, tile, overlap_
     covered = np.zeros(max(length, tile), bool)
     for start in starts:
         covered[start : start + tile] = True
-        assert 0 <= start and (start + tile <= length or length <= tile)
+        assert start >= 0 and (start + tile <= length or length <= tile)
     assert covered[:length].all()
     assert list(starts) == sorted(set(starts))
     if len(starts) > 1:
@@ -39,12 +39,10 @@ def test_axis_starts_cover_the_axis_with_the_fewest_tiles(length, tile, overlap_
         assert fewer == 1 or (length - tile) / (fewer - 1) > tile - overlap, "one tile fewer could not cover"
 
 
-@given(
-    frame_w=st.integers(1, 4000), frame_h=st.integers(1, 3000), crop=st.integers(1, 2500), tile=st.integers(16, 512)
-)
+@given(frame_w=st.integers(1, 4000), frame_h=st.integers(1, 3000), crop=st.integers(1, 2500), tile=st.integers(16, 512))
 def test_grid_tiles_cover_the_roi_and_start_inside_it(frame_w, frame_h, crop, tile):
     roi = center_roi(frame_w, frame_h, crop, crop)
-    assert 0 <= roi.x and roi.x + roi.width <= frame_w and 0 <= roi.y and roi.y + roi.height <= frame_h
+    assert roi.x >= 0 and roi.x + roi.width <= frame_w and roi.y >= 0 and roi.y + roi.height <= frame_h
     assert abs((frame_w - roi.width) - 2 * roi.x) <= 1, "crop is centered"
     boxes = grid_tiles(roi, tile)
     covered = np.zeros((roi.height, roi.width), bool)

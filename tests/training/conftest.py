@@ -3,11 +3,11 @@ from pathlib import Path
 import pytest
 
 from shared.config import GeometryConfig
+from tests.conftest import write_folder_source
 from training.data.dataset import Dataset, load_dataset
 from training.data.importers import ImportOptions, get_importer, run_import
 from training.data.patches import PatchMode, PatchOptions, make_patches
 from training.data.patchset import PatchSet, load_patchset
-from tests.conftest import write_folder_source
 
 SMALL_GEOMETRY = GeometryConfig(crop_px=256, tile_px=64, patch_px=32)
 

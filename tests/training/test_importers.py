@@ -119,7 +119,8 @@ def test_magnetic_tile_binarises_grey_masks_lists_empty_defect_masks_and_groups_
 
 def test_magnetic_tile_grouping_rule_opens_groups_on_exp_reset_num_gap_and_size_jump():
     entries = [
-        ("exp1_num_1", 1, 1, (100, 200)), ("exp2_num_2", 2, 2, (100, 200)),
+        ("exp1_num_1", 1, 1, (100, 200)),
+        ("exp2_num_2", 2, 2, (100, 200)),
         ("exp1_num_3", 1, 3, (100, 200)),  # exp does not rise
         ("exp2_num_500", 2, 500, (100, 200)),  # num gap > 200
         ("exp3_num_501", 3, 501, (300, 200)),  # width jump > 80
@@ -166,7 +167,11 @@ def test_skip_bad_imports_the_rest_and_reports_what_was_skipped(tmp_path: Path):
     assert len(report["skipped"]) == 4
     saved = json.loads((tmp_path / "ds" / "import_report.json").read_text())
     assert {Path(s["file"]).name for s in saved["skipped"]} == {
-        "garbage.png", "truncated.jpg", "wrongsize.png", "nomask.png"}
+        "garbage.png",
+        "truncated.jpg",
+        "wrongsize.png",
+        "nomask.png",
+    }
 
 
 def test_an_empty_folder_is_a_clear_error(tmp_path: Path):
@@ -187,8 +192,9 @@ def test_a_failed_reimport_leaves_the_existing_dataset_untouched(folder_source: 
         _import("folder", folder_source, tmp_path / "ds")
     (folder_source / "images" / "part01.png").write_bytes(b"broken")
     with pytest.raises(ImportProblemsError):
-        run_import(get_importer("folder"), folder_source, tmp_path / "ds", ImportOptions(), overwrite=True,
-                   progress=False)
+        run_import(
+            get_importer("folder"), folder_source, tmp_path / "ds", ImportOptions(), overwrite=True, progress=False
+        )
     assert (tmp_path / "ds" / "manifest.csv").read_bytes() == before
 
 
@@ -200,8 +206,15 @@ def test_synth_output_imports_as_a_fixed_structure_dataset(tmp_path: Path):
     for index in range(3):
         cv2.imwrite(str(src / f"images/frame_{index:05d}.png"), np.full((60, 80), 90, np.uint8))
         cv2.imwrite(str(src / f"masks/frame_{index:05d}.png"), np.zeros((60, 80), np.uint8))
-        lines.append(json.dumps({"id": f"frame_{index:05d}", "image": f"images/frame_{index:05d}.png",
-                                 "mask": f"masks/frame_{index:05d}.png"}))
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"frame_{index:05d}",
+                    "image": f"images/frame_{index:05d}.png",
+                    "mask": f"masks/frame_{index:05d}.png",
+                }
+            )
+        )
     (src / "frames.jsonl").write_text("\n".join(lines) + "\n")
     _import("synth", src, tmp_path / "ds")
     dataset = load_dataset(tmp_path / "ds")

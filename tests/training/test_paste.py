@@ -6,11 +6,11 @@ import pytest
 from shared.masks import MASK_DEFECT, MASK_IGNORE
 from shared.patching import cut_tile, resize_image_tile
 from shared.tiling import TileBox
+from tests.training.conftest import SMALL_GEOMETRY
 from training.data.blend import BlendMode, paste_defect, paste_region
 from training.data.paste import PasteLocation, PasteOptions, make_pasted
 from training.data.patches import image_roi
 from training.data.patchset import load_patchset
-from tests.training.conftest import SMALL_GEOMETRY
 
 
 def _pasted(patchset, tmp_path: Path, **options):
@@ -21,8 +21,9 @@ def _pasted(patchset, tmp_path: Path, **options):
 def test_fixed_location_paste_lands_the_defect_where_it_was_on_a_close_brightness_part(
     small_patchset, small_dataset, tmp_path
 ):
-    summary, pasted = _pasted(small_patchset, tmp_path, location="fixed", per_defect=2, location_tolerance_px=3,
-                              brightness_tolerance=8)
+    summary, pasted = _pasted(
+        small_patchset, tmp_path, location="fixed", per_defect=2, location_tolerance_px=3, brightness_tolerance=8
+    )
     sources = small_patchset.by_id()
     images = {r.id: r for r in small_dataset.records}
     split_of_group = {r.group: r.split for r in small_patchset.records}
@@ -39,15 +40,21 @@ def test_fixed_location_paste_lands_the_defect_where_it_was_on_a_close_brightnes
         assert np.array_equal(pasted.read_image(record)[defect], small_patchset.read_image(source)[defect])
         dest_image = images[record.source_image]
         destination = resize_image_tile(
-            cut_tile(small_dataset.read_image(dest_image), TileBox(record.x, record.y, record.crop_px),
-                     image_roi(dest_image, SMALL_GEOMETRY)), record.patch_px)
+            cut_tile(
+                small_dataset.read_image(dest_image),
+                TileBox(record.x, record.y, record.crop_px),
+                image_roi(dest_image, SMALL_GEOMETRY),
+            ),
+            record.patch_px,
+        )
         assert abs(float(destination.mean()) - source.mean_intensity) <= 8, "brightness rule"
         assert record.dest_patch == f"{record.source_image}@{record.x},{record.y}"
 
 
 def test_free_location_paste_uses_good_patches_of_other_parts(small_patchset, tmp_path):
-    summary, pasted = _pasted(small_patchset, tmp_path, location=PasteLocation.FREE, per_defect=3,
-                              brightness_tolerance=6)
+    summary, pasted = _pasted(
+        small_patchset, tmp_path, location=PasteLocation.FREE, per_defect=3, brightness_tolerance=6
+    )
     sources = small_patchset.by_id()
     assert summary["location"] == "free" and summary["sources_short_of_target"] == 0
     assert len(pasted.records) == 3 * summary["sources"]
@@ -98,8 +105,11 @@ def test_paste_without_defects_is_a_clear_error(small_patchset, tmp_path):
         paste_defect(*_pair()[::2], np.zeros((32, 32), np.uint8), np.zeros((32, 32), np.uint8))
     _, mask, _ = _pair()
     empty = small_patchset.records[0]
-    no_defects = type(small_patchset)(root=small_patchset.root, meta=small_patchset.meta,
-                                      records=tuple(r for r in small_patchset.records if not r.has_defect))
+    no_defects = type(small_patchset)(
+        root=small_patchset.root,
+        meta=small_patchset.meta,
+        records=tuple(r for r in small_patchset.records if not r.has_defect),
+    )
     with pytest.raises(ValueError, match="no real defect patches"):
         make_pasted(no_defects, tmp_path / "x", PasteOptions(), seed=0, progress=False)
     assert empty is not None

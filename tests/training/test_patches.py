@@ -1,18 +1,16 @@
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from shared.config import GeometryConfig
 from shared.masks import MASK_DEFECT, MASK_IGNORE, defect_fraction
 from shared.tiling import center_roi, grid_tiles
+from tests.conftest import write_folder_source
 from training.data.importers import ImportOptions, get_importer, run_import
 from training.data.patches import PatchMode, PatchOptions, make_patches
 from training.data.patchset import load_patchset
 from training.data.splits import assign_splits, resample_validation
-from tests.conftest import write_folder_source
-from tests.training.conftest import SMALL_GEOMETRY
 
 
 def test_patch_manifest_rows_match_the_pixels_on_disk(small_patchset):
@@ -77,8 +75,14 @@ def test_images_smaller_than_the_crop_and_tile_are_padded_and_marked(tmp_path: P
     run_import(get_importer("folder"), src, tmp_path / "ds", ImportOptions(), progress=False)
     from training.data.dataset import load_dataset
 
-    summary = make_patches(load_dataset(tmp_path / "ds"), tmp_path / "p", GeometryConfig(),
-                           PatchOptions(mode=PatchMode.GRID), seed=0, progress=False)
+    summary = make_patches(
+        load_dataset(tmp_path / "ds"),
+        tmp_path / "p",
+        GeometryConfig(),
+        PatchOptions(mode=PatchMode.GRID),
+        seed=0,
+        progress=False,
+    )
     patchset = load_patchset(tmp_path / "p")
     assert summary["patches"] == 4 and summary["padded_patches"] == 4
     record = patchset.records[0]
@@ -86,8 +90,14 @@ def test_images_smaller_than_the_crop_and_tile_are_padded_and_marked(tmp_path: P
     mask = patchset.read_mask(record)
     assert (mask[:, 65:] == MASK_IGNORE).all() and (mask[:75, :65] != MASK_IGNORE).all()
     with pytest.raises(ValueError, match="mostly padding"):
-        make_patches(load_dataset(tmp_path / "ds"), tmp_path / "p2", GeometryConfig(),
-                     PatchOptions(mode=PatchMode.GRID, min_valid_fraction=0.5), seed=0, progress=False)
+        make_patches(
+            load_dataset(tmp_path / "ds"),
+            tmp_path / "p2",
+            GeometryConfig(),
+            PatchOptions(mode=PatchMode.GRID, min_valid_fraction=0.5),
+            seed=0,
+            progress=False,
+        )
     assert not (tmp_path / "p2").exists()
 
 
@@ -96,8 +106,14 @@ def test_declared_test_split_is_kept(tmp_path: Path):
     from training.data.dataset import load_dataset
 
     run_import(get_importer("mvtec"), _write_mvtec(tmp_path / "m"), tmp_path / "ds", ImportOptions(), progress=False)
-    make_patches(load_dataset(tmp_path / "ds"), tmp_path / "p", GeometryConfig(crop_px=0, tile_px=32, patch_px=32),
-                 PatchOptions(mode=PatchMode.GRID), seed=0, progress=False)
+    make_patches(
+        load_dataset(tmp_path / "ds"),
+        tmp_path / "p",
+        GeometryConfig(crop_px=0, tile_px=32, patch_px=32),
+        PatchOptions(mode=PatchMode.GRID),
+        seed=0,
+        progress=False,
+    )
     splits = {r.source_image: r.split for r in load_patchset(tmp_path / "p").records}
     assert splits["screw-test-scratch-000"] == "test" and splits["screw-test-good-000"] == "test"
     assert splits["screw-train-good-000"] in ("train", "val")

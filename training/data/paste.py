@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from shared.config import GeometryConfig
 from shared.masks import MASK_DEFECT, MASK_IGNORE
 from shared.patching import cut_mask_tile, cut_tile, resize_image_tile, resize_mask_tile
 from shared.tiling import Roi, TileBox
@@ -46,7 +47,6 @@ from training.data.patchset import (
 from training.data.splits import TEST, TRAIN
 from training.data.table import write_rows
 from training.outputs import atomic_output_dir, provenance, write_json_atomic
-from shared.config import GeometryConfig
 
 
 class PasteLocation(str, Enum):
@@ -71,9 +71,7 @@ class PasteOptions(BaseModel):
     dilate_px: int = Field(3, ge=0, description="Growth of the defect mask before copying, in patch pixels.")
     feather_px: float = Field(1.5, ge=0, description="alpha blend: Gaussian sigma of the border feathering.")
     blend: BlendMode = Field(BlendMode.ALPHA, description="alpha (feathered) or seamless (cv2.seamlessClone).")
-    candidates_per_defect: int = Field(
-        60, gt=0, description="Destinations tried per defect before giving up on it."
-    )
+    candidates_per_defect: int = Field(60, gt=0, description="Destinations tried per defect before giving up on it.")
 
 
 @dataclass
@@ -84,15 +82,39 @@ class _Result:
     rejected_not_good: int = 0
 
 
-def _pasted_record(source: PatchRecord, k: int, image_rel: str, mask_rel: str, image: np.ndarray,
-                   mask: np.ndarray, dest_image: str, dest_group: str, box: TileBox, valid: float,
-                   dest_id: str) -> PatchRecord:
+def _pasted_record(
+    source: PatchRecord,
+    k: int,
+    image_rel: str,
+    mask_rel: str,
+    image: np.ndarray,
+    mask: np.ndarray,
+    dest_image: str,
+    dest_group: str,
+    box: TileBox,
+    valid: float,
+    dest_id: str,
+) -> PatchRecord:
     has_defect, fraction, mean = patch_statistics(mask, image)
     return PatchRecord(
-        id=f"{source.id}-p{k}", image=image_rel, mask=mask_rel, source_image=dest_image, group=dest_group,
-        label=source.label, x=box.x, y=box.y, crop_px=box.size, patch_px=source.patch_px,
-        has_defect=has_defect, defect_fraction=fraction, valid_fraction=valid, mean_intensity=mean,
-        split=TRAIN, origin=PatchOrigin.PASTED.value, source_patch=source.id, source_group=source.group,
+        id=f"{source.id}-p{k}",
+        image=image_rel,
+        mask=mask_rel,
+        source_image=dest_image,
+        group=dest_group,
+        label=source.label,
+        x=box.x,
+        y=box.y,
+        crop_px=box.size,
+        patch_px=source.patch_px,
+        has_defect=has_defect,
+        defect_fraction=fraction,
+        valid_fraction=valid,
+        mean_intensity=mean,
+        split=TRAIN,
+        origin=PatchOrigin.PASTED.value,
+        source_patch=source.id,
+        source_group=source.group,
         dest_patch=dest_id,
     )
 
@@ -110,15 +132,24 @@ def _shifted_box(source: PatchRecord, roi: Roi, rng: np.random.Generator, tolera
     return TileBox(x, y, size)
 
 
-def _paste_fixed(patchset: PatchSet, dataset: Dataset, sources: list[PatchRecord], options: PasteOptions,
-                 geometry: GeometryConfig, rng: np.random.Generator, tmp: Path, progress: bool) -> _Result:
+def _paste_fixed(
+    patchset: PatchSet,
+    dataset: Dataset,
+    sources: list[PatchRecord],
+    options: PasteOptions,
+    geometry: GeometryConfig,
+    rng: np.random.Generator,
+    tmp: Path,
+    progress: bool,
+) -> _Result:
     """Destinations cut from other images at the source's location; each image is read once per round."""
     result = _Result()
     split_of_image = {record.source_image: record.split for record in patchset.records}
     images = {record.id: record for record in dataset.records if split_of_image.get(record.id, TEST) != TEST}
     candidates = {
-        source.id: [images[i].id for i in rng.permutation(sorted(images)) if images[i].group != source.group]
-        [: options.candidates_per_defect]
+        source.id: [images[i].id for i in rng.permutation(sorted(images)) if images[i].group != source.group][
+            : options.candidates_per_defect
+        ]
         for source in sources
     }
     accepted: dict[str, int] = defaultdict(int)
@@ -150,22 +181,41 @@ def _paste_fixed(patchset: PatchSet, dataset: Dataset, sources: list[PatchRecord
                 if abs(float(dest.mean()) - source.mean_intensity) > options.brightness_tolerance:
                     result.rejected_brightness += 1
                     continue
-                pasted, pasted_mask = paste_defect(src_image, src_mask, dest, dest_mask, options.dilate_px,
-                                                   options.feather_px, options.blend)
+                pasted, pasted_mask = paste_defect(
+                    src_image, src_mask, dest, dest_mask, options.dilate_px, options.feather_px, options.blend
+                )
                 k = accepted[source.id]
                 patch_id = f"{source.id}-p{k}"
                 image_rel, mask_rel = write_patch_pixels(tmp, patch_id, pasted, pasted_mask)
-                result.records.append(_pasted_record(
-                    source, k, image_rel, mask_rel, pasted, pasted_mask, record.id, record.group, box,
-                    box.valid_fraction(roi), f"{record.id}@{box.x},{box.y}"))
+                result.records.append(
+                    _pasted_record(
+                        source,
+                        k,
+                        image_rel,
+                        mask_rel,
+                        pasted,
+                        pasted_mask,
+                        record.id,
+                        record.group,
+                        box,
+                        box.valid_fraction(roi),
+                        f"{record.id}@{box.x},{box.y}",
+                    )
+                )
                 accepted[source.id] += 1
                 bar.update(1)
     bar.close()
     return result
 
 
-def _paste_free(patchset: PatchSet, sources: list[PatchRecord], options: PasteOptions,
-                rng: np.random.Generator, tmp: Path, progress: bool) -> _Result:
+def _paste_free(
+    patchset: PatchSet,
+    sources: list[PatchRecord],
+    options: PasteOptions,
+    rng: np.random.Generator,
+    tmp: Path,
+    progress: bool,
+) -> _Result:
     """Destinations are good real patches of other groups with close brightness, anywhere."""
     result = _Result()
     goods = [r for r in patchset.records if not r.has_defect and r.split != TEST and r.origin == PatchOrigin.REAL]
@@ -186,13 +236,32 @@ def _paste_free(patchset: PatchSet, sources: list[PatchRecord], options: PasteOp
             if not _acceptable(dest_mask, region):
                 result.rejected_not_good += 1
                 continue
-            pasted, pasted_mask = paste_defect(src_image, src_mask, patchset.read_image(dest_record), dest_mask,
-                                               options.dilate_px, options.feather_px, options.blend)
+            pasted, pasted_mask = paste_defect(
+                src_image,
+                src_mask,
+                patchset.read_image(dest_record),
+                dest_mask,
+                options.dilate_px,
+                options.feather_px,
+                options.blend,
+            )
             image_rel, mask_rel = write_patch_pixels(tmp, f"{source.id}-p{accepted}", pasted, pasted_mask)
             box = TileBox(dest_record.x, dest_record.y, dest_record.crop_px)
-            result.records.append(_pasted_record(
-                source, accepted, image_rel, mask_rel, pasted, pasted_mask, dest_record.source_image,
-                dest_record.group, box, dest_record.valid_fraction, dest_record.id))
+            result.records.append(
+                _pasted_record(
+                    source,
+                    accepted,
+                    image_rel,
+                    mask_rel,
+                    pasted,
+                    pasted_mask,
+                    dest_record.source_image,
+                    dest_record.group,
+                    box,
+                    dest_record.valid_fraction,
+                    dest_record.id,
+                )
+            )
             accepted += 1
     return result
 
@@ -204,8 +273,9 @@ def resolve_location(options: PasteOptions, patchset: PatchSet) -> PasteLocation
     return PasteLocation.FIXED if fixed else PasteLocation.FREE
 
 
-def make_pasted(patchset: PatchSet, out: Path, options: PasteOptions, seed: int, overwrite: bool = False,
-                progress: bool = True) -> dict:
+def make_pasted(
+    patchset: PatchSet, out: Path, options: PasteOptions, seed: int, overwrite: bool = False, progress: bool = True
+) -> dict:
     """Write a patch set of pasted defect patches to ``out``; returns its summary."""
     sources = [r for r in patchset.records if r.has_defect and r.split != TEST and r.origin == PatchOrigin.REAL]
     if not sources:
@@ -240,22 +310,25 @@ def make_pasted(patchset: PatchSet, out: Path, options: PasteOptions, seed: int,
             "destinations_tried": result.tried,
             "rejected_brightness": result.rejected_brightness,
             "rejected_not_good": result.rejected_not_good,
-            "mean_abs_brightness_difference": round(float(np.mean([
-                abs(r.mean_intensity - source_mean[r.source_patch]) for r in result.records
-            ])), 3),
+            "mean_abs_brightness_difference": round(
+                float(np.mean([abs(r.mean_intensity - source_mean[r.source_patch]) for r in result.records])), 3
+            ),
         }
         meta = {
             "schema_version": PATCHSET_SCHEMA_VERSION,
             "origin": PatchOrigin.PASTED.value,
-            "parent": {"path": str(patchset.root.resolve()),
-                       "fingerprint": patchset.meta.get("provenance", {}).get("inputs", {}).get("dataset")},
+            "parent": {
+                "path": str(patchset.root.resolve()),
+                "fingerprint": patchset.meta.get("provenance", {}).get("inputs", {}).get("dataset"),
+            },
             "dataset": patchset.meta.get("dataset"),
             "geometry": patchset.meta.get("geometry"),
             "options": options.model_dump(mode="json"),
             "split_rule": "training only; sources and destinations from the parent's non-test groups",
             "summary": summary,
-            "provenance": provenance("paste", options.model_dump(mode="json"), seed,
-                                     inputs={"patches": str(patchset.root.resolve())}),
+            "provenance": provenance(
+                "paste", options.model_dump(mode="json"), seed, inputs={"patches": str(patchset.root.resolve())}
+            ),
         }
         write_rows(tmp / PATCHES_NAME, result.records, PatchRecord)
         write_json_atomic(tmp / PATCHSET_META_NAME, meta)

@@ -54,7 +54,9 @@ class PatchOptions(BaseModel):
     test_fraction: float = Field(
         0.25, ge=0, lt=1, description="Share of groups per class for test when the source declares no split."
     )
-    val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of the non-test groups for validation (thesis: 0.2).")
+    val_fraction: float = Field(
+        0.2, ge=0, lt=1, description="Share of the non-test groups for validation (thesis: 0.2)."
+    )
     use_declared_split: bool = Field(True, description="Keep a train/test split the source declared (MVTec).")
     split_seed: int | None = Field(None, description="Seed of the test split (default: the command's seed).")
     val_seed: int | None = Field(None, description="Seed of the validation split (default: the command's seed).")
@@ -130,17 +132,27 @@ def make_patches(
             images = extract_patches(image, boxes, roi, geometry.patch_px)
             masks = extract_mask_patches(mask, boxes, roi, geometry.patch_px)
             prefix = "g" if options.mode is PatchMode.GRID else "r"
-            for index, (box, patch, patch_mask) in enumerate(zip(boxes, images, masks)):
+            for index, (box, patch, patch_mask) in enumerate(zip(boxes, images, masks, strict=True)):
                 patch_id = f"{image_record.id}-{prefix}{index:03d}"
                 image_rel, mask_rel = write_patch_pixels(tmp, patch_id, patch, patch_mask)
                 has_defect, fraction, mean = patch_statistics(patch_mask, patch)
                 records.append(
                     PatchRecord(
-                        id=patch_id, image=image_rel, mask=mask_rel, source_image=image_record.id,
-                        group=image_record.group, label=image_record.label, x=box.x, y=box.y,
-                        crop_px=box.size, patch_px=geometry.patch_px, has_defect=has_defect,
-                        defect_fraction=fraction, valid_fraction=box.valid_fraction(roi),
-                        mean_intensity=mean, split=split_of_group[image_record.group],
+                        id=patch_id,
+                        image=image_rel,
+                        mask=mask_rel,
+                        source_image=image_record.id,
+                        group=image_record.group,
+                        label=image_record.label,
+                        x=box.x,
+                        y=box.y,
+                        crop_px=box.size,
+                        patch_px=geometry.patch_px,
+                        has_defect=has_defect,
+                        defect_fraction=fraction,
+                        valid_fraction=box.valid_fraction(roi),
+                        mean_intensity=mean,
+                        split=split_of_group[image_record.group],
                         origin=PatchOrigin.REAL.value,
                     )
                 )
@@ -151,15 +163,21 @@ def make_patches(
         meta = {
             "schema_version": PATCHSET_SCHEMA_VERSION,
             "origin": PatchOrigin.REAL.value,
-            "dataset": {"path": str(Path(dataset.root).resolve()), "fingerprint": dataset.fingerprint,
-                        "kind": dataset.meta.get("kind"), "fixed_structure": dataset.fixed_structure},
+            "dataset": {
+                "path": str(Path(dataset.root).resolve()),
+                "fingerprint": dataset.fingerprint,
+                "kind": dataset.meta.get("kind"),
+                "fixed_structure": dataset.fixed_structure,
+            },
             "geometry": geometry.model_dump(),
             "options": options.model_dump(mode="json"),
             "split_rule": split_rule,
             "summary": summary,
             "provenance": provenance(
-                "patches", {"geometry": geometry.model_dump(), "patches": options.model_dump(mode="json")},
-                seed, inputs={"dataset": dataset.fingerprint},
+                "patches",
+                {"geometry": geometry.model_dump(), "patches": options.model_dump(mode="json")},
+                seed,
+                inputs={"dataset": dataset.fingerprint},
             ),
         }
         write_rows(tmp / PATCHES_NAME, records, PatchRecord)
@@ -180,7 +198,9 @@ def summarize(records: list[PatchRecord]) -> dict:
             "groups": len({record.group for record in rows}),
             "mean_defect_fraction_in_defective": round(
                 float(np.mean([record.defect_fraction for record in defective])), 4
-            ) if defective else 0.0,
+            )
+            if defective
+            else 0.0,
         }
     return {
         "patches": len(records),

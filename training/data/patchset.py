@@ -98,9 +98,7 @@ def load_patchset(root: Path) -> PatchSet:
     root = Path(root)
     meta_path = root / PATCHSET_META_NAME
     if not meta_path.is_file():
-        raise ManifestError(
-            f"{root}: not a patch set (no {PATCHSET_META_NAME}); create one with `pump-train patches`"
-        )
+        raise ManifestError(f"{root}: not a patch set (no {PATCHSET_META_NAME}); create one with `pump-train patches`")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:

@@ -29,12 +29,19 @@ def draw_tile(image: np.ndarray, mask: np.ndarray, scale: int, caption: str) -> 
     ignore = big_mask == MASK_IGNORE
     if ignore.any():
         bgr[ignore] = (0.6 * bgr[ignore] + 0.4 * np.array(_BLUE)).astype(np.uint8)
-    contours, _ = cv2.findContours((big_mask == MASK_DEFECT).astype(np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_NONE)
+    contours, _ = cv2.findContours((big_mask == MASK_DEFECT).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     cv2.drawContours(bgr, contours, -1, _RED, 1)
     strip = np.full((_CAPTION_PX, bgr.shape[1], 3), 255, np.uint8)
-    cv2.putText(strip, caption[: bgr.shape[1] // 6], (2, _CAPTION_PX - 4), cv2.FONT_HERSHEY_PLAIN, 0.8,
-                (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(
+        strip,
+        caption[: bgr.shape[1] // 6],
+        (2, _CAPTION_PX - 4),
+        cv2.FONT_HERSHEY_PLAIN,
+        0.8,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
     return np.vstack([bgr, strip])
 
 
@@ -42,8 +49,7 @@ def _grid(tiles: list[list[np.ndarray]], gap_px: int = 4) -> np.ndarray:
     """Rows of equally sized tiles on a white background (short rows are left-aligned)."""
     height, width = tiles[0][0].shape[:2]
     columns = max(len(row) for row in tiles)
-    canvas = np.full((len(tiles) * (height + gap_px) + gap_px, columns * (width + gap_px) + gap_px, 3), 255,
-                     np.uint8)
+    canvas = np.full((len(tiles) * (height + gap_px) + gap_px, columns * (width + gap_px) + gap_px, 3), 255, np.uint8)
     for r, row in enumerate(tiles):
         for c, tile in enumerate(row):
             y, x = gap_px + r * (height + gap_px), gap_px + c * (width + gap_px)
@@ -68,7 +74,8 @@ def render_grid(root: Path, rows: int = 6, columns: int = 8, scale: int = 1, see
             by_source.setdefault(record.source_patch, []).append(record)
         chosen = [list(by_source)[i] for i in sorted(rng.permutation(len(by_source))[:rows])]
         tiles = [
-            [_tile(parent, parents[source], scale)] + [_tile(patchset, r, scale) for r in by_source[source][: columns - 1]]
+            [_tile(parent, parents[source], scale)]
+            + [_tile(patchset, r, scale) for r in by_source[source][: columns - 1]]
             for source in chosen
         ]
     else:

@@ -227,9 +227,7 @@ def _report(spec, src, options, scan, records, problems, tally) -> dict:
         "imported": len(records),
         "skipped": [{"file": str(path), "reason": reason} for path, reason in problems],
         "groups": len({record.group for record in records}),
-        "per_label": {
-            label: {**entry, "groups": len(entry["groups"])} for label, entry in sorted(per_label.items())
-        },
+        "per_label": {label: {**entry, "groups": len(entry["groups"])} for label, entry in sorted(per_label.items())},
         "decisions": {
             "color": {"policy": options.color.value, "color_inputs": tally.color_inputs},
             "depth": {"policy": options.depth.value, "sixteen_bit_inputs": tally.sixteen_bit_inputs},

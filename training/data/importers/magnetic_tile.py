@@ -51,7 +51,9 @@ def assign_groups(entries: list[tuple[str, int, int, tuple[int, int] | None]]) -
             size_jump = (
                 size is not None
                 and prev_size is not None
-                and (abs(size[0] - prev_size[0]) > MAX_WIDTH_JUMP_PX or abs(size[1] - prev_size[1]) > MAX_HEIGHT_JUMP_PX)
+                and (
+                    abs(size[0] - prev_size[0]) > MAX_WIDTH_JUMP_PX or abs(size[1] - prev_size[1]) > MAX_HEIGHT_JUMP_PX
+                )
             )
             new_group = exp <= prev_exp or num - prev_num > MAX_NUM_GAP or size_jump
         if new_group:
