@@ -16,11 +16,11 @@ class DefectKindWeights(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    scratch: float = Field(0.30, ge=0.0, le=1000.0, description="Weight of thin straight/curved scratches.")
+    scratch: float = Field(0.25, ge=0.0, le=1000.0, description="Weight of thin straight/curved scratches.")
     pit: float = Field(0.25, ge=0.0, le=1000.0, description="Weight of pits/dents (dark ellipse, light rim).")
-    chip: float = Field(0.20, ge=0.0, le=1000.0, description="Weight of chipped edges of the part or a bore.")
+    chip: float = Field(0.18, ge=0.0, le=1000.0, description="Weight of chipped edges of the part or a bore.")
     contamination: float = Field(
-        0.25, ge=0.0, le=1000.0, description="Weight of irregular dirt/oil/residue blobs."
+        0.32, ge=0.0, le=1000.0, description="Weight of irregular dirt/oil/residue blobs."
     )
 
     def probabilities(self) -> tuple[float, ...]:
@@ -67,7 +67,7 @@ class SynthConfig(BaseModel):
         2.5, ge=0.0, le=50.0, description="Standard deviation of the sensor noise, in 8-bit grey levels."
     )
     defects_per_frame: float = Field(
-        1.3,
+        1.45,
         ge=0.0,
         le=50.0,
         description="Mean of the Poisson-distributed defect count per frame (some frames get none).",
