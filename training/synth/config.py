@@ -19,9 +19,7 @@ class DefectKindWeights(BaseModel):
     scratch: float = Field(0.25, ge=0.0, le=1000.0, description="Weight of thin straight/curved scratches.")
     pit: float = Field(0.25, ge=0.0, le=1000.0, description="Weight of pits/dents (dark ellipse, light rim).")
     chip: float = Field(0.18, ge=0.0, le=1000.0, description="Weight of chipped edges of the part or a bore.")
-    contamination: float = Field(
-        0.32, ge=0.0, le=1000.0, description="Weight of irregular dirt/oil/residue blobs."
-    )
+    contamination: float = Field(0.32, ge=0.0, le=1000.0, description="Weight of irregular dirt/oil/residue blobs.")
 
     def probabilities(self) -> tuple[float, ...]:
         """Sampling probabilities in the order of :data:`DEFECT_KINDS`."""

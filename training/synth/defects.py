@@ -222,7 +222,7 @@ def draw_contamination(
     target: DrawTarget, center_xy: tuple[float, float], scale: float, rng: np.random.Generator
 ) -> DefectRecord | None:
     """An irregular blob of dirt, oil (darker) or dried residue (lighter) with a mottled inside."""
-    radius_px = max(2.0, rng.uniform(20.0, 60.0) * scale)
+    radius_px = max(2.0, rng.uniform(26.0, 52.0) * scale)
     blobs = int(rng.integers(3, 8))
     tone = _tone(rng, 0.7, (18.0, 45.0), (15.0, 35.0))
     window = target.window(center_xy, 1.8 * radius_px + 3.0)
@@ -233,16 +233,27 @@ def draw_contamination(
     offsets = rng.normal(0.0, 0.4 * radius_px, size=(blobs, 2))
     axes = radius_px * rng.uniform(0.35, 0.8, size=(blobs, 2))
     angles = rng.uniform(0.0, 180.0, size=blobs)
-    for offset, axis, angle in zip(offsets, axes, angles):
+    for offset, axis, angle in zip(offsets, axes, angles, strict=True):
         center = _fixed_point(np.asarray(center_xy) + offset, window).reshape(2)
         axis_fixed = tuple(int(a) for a in np.round(axis * _SUBPIXEL))
-        cv2.ellipse(canvas, tuple(int(c) for c in center), axis_fixed, float(angle), 0, 360, 255, -1,
-                    cv2.LINE_AA, _SUBPIXEL_BITS)
+        cv2.ellipse(
+            canvas,
+            tuple(int(c) for c in center),
+            axis_fixed,
+            float(angle),
+            0,
+            360,
+            255,
+            -1,
+            cv2.LINE_AA,
+            _SUBPIXEL_BITS,
+        )
     field = cv2.GaussianBlur(canvas.astype(np.float32) * np.float32(1.0 / 255.0), (0, 0), 0.2 * radius_px)
     alpha = np.clip((field - 0.3) / 0.35, 0.0, 1.0)
     mottle_shape = (max(2, (y1 - y0) // 6), max(2, (x1 - x0) // 6))
     mottle = cv2.resize(
-        rng.uniform(0.6, 1.0, size=mottle_shape).astype(np.float32), (x1 - x0, y1 - y0),
+        rng.uniform(0.6, 1.0, size=mottle_shape).astype(np.float32),
+        (x1 - x0, y1 - y0),
         interpolation=cv2.INTER_LINEAR,
     )
     return _commit(target, "contamination", window, alpha * mottle * np.float32(tone), alpha >= 0.3)

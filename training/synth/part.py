@@ -110,7 +110,7 @@ def canonical_part(width_px: int, height_px: int) -> CanonicalPart:
     for array in (image, metal, surface):
         array.flags.writeable = False
     return CanonicalPart(
-        image=image.astype(np.float32, copy=False),
+        image=image,
         metal=metal,
         surface=surface,
         edges=edges,
@@ -161,9 +161,7 @@ def _machined_surface(x: np.ndarray, y: np.ndarray, r: np.ndarray, radius: float
     cos_t, sin_t = x * inv_r, y * inv_r
     # cos(2 (theta - light angle)): machined faces reflect most along/against the light.
     light_angle = math.atan2(light_y, light_x)
-    cos2 = (cos_t * cos_t - sin_t * sin_t) * math.cos(2 * light_angle) + 2 * cos_t * sin_t * math.sin(
-        2 * light_angle
-    )
+    cos2 = (cos_t * cos_t - sin_t * sin_t) * math.cos(2 * light_angle) + 2 * cos_t * sin_t * math.sin(2 * light_angle)
     facing = cos_t * light_x + sin_t * light_y
     surface = grey.astype(np.float32)[index]
     surface *= 1.0 + sheen.astype(np.float32)[index] * cos2
@@ -179,9 +177,7 @@ def _smooth_1d(values: np.ndarray, sigma: float) -> np.ndarray:
     return np.convolve(values, kernel / kernel.sum(), mode="same")
 
 
-def _signed_distance(
-    x: np.ndarray, y: np.ndarray, r: np.ndarray, radius: float, cx: float, cy: float
-) -> np.ndarray:
+def _signed_distance(x: np.ndarray, y: np.ndarray, r: np.ndarray, radius: float, cx: float, cy: float) -> np.ndarray:
     """Signed distance to the part's material (negative on metal) in frame pixels."""
     sdf = np.maximum(r - np.float32(radius), np.abs(y) - np.float32(_FLAT_R * radius))
     height, width = sdf.shape

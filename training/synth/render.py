@@ -29,7 +29,7 @@ _MID_GREY = 110.0  # contrast pivot, about the mean grey of the part
 _GAIN_LOW_RES_DIV = 16  # vignetting and finish variation are smooth: computed at 1/16 size
 _GRAIN_RES_DIV = 4  # fine surface grain: 1/4 size, upsampled
 _SURFACE_TRIES = 64
-_PLACEMENT_SIGMA_R = 0.4  # spread of defect positions around the part centre, in part radii
+_PLACEMENT_SIGMA_R = 0.35  # spread of defect positions around the part centre, in part radii
 
 
 @dataclass(frozen=True)
@@ -120,9 +120,7 @@ def _draw_defects(
     return records
 
 
-def _draw_one(
-    target: DrawTarget, part: CanonicalPart, kind: str, rng: np.random.Generator
-) -> DefectRecord | None:
+def _draw_one(target: DrawTarget, part: CanonicalPart, kind: str, rng: np.random.Generator) -> DefectRecord | None:
     if kind == "chip":
         return _draw_chip_on_edge(target, part, rng)
     point = _surface_point(part, rng)
@@ -136,18 +134,17 @@ def _draw_one(
     return draw_contamination(target, center_xy, part.scale, rng)
 
 
-def _draw_chip_on_edge(
-    target: DrawTarget, part: CanonicalPart, rng: np.random.Generator
-) -> DefectRecord | None:
+def _draw_chip_on_edge(target: DrawTarget, part: CanonicalPart, rng: np.random.Generator) -> DefectRecord | None:
     """A chip at an edge point drawn with the same centre-weighted density as surface defects."""
     if not part.edges:
         return None
     points = np.concatenate([edge.points_xy for edge in part.edges])
     weights = _placement_weight(part, points)
     chosen = int(rng.choice(len(points), p=weights / weights.sum()))
-    edge_index = int(np.searchsorted(np.cumsum([len(edge.points_xy) for edge in part.edges]), chosen, "right"))
+    starts = np.cumsum([0, *(len(edge.points_xy) for edge in part.edges)])
+    edge_index = int(np.searchsorted(starts, chosen, side="right")) - 1
     edge = part.edges[edge_index]
-    point_index = chosen - sum(len(e.points_xy) for e in part.edges[:edge_index])
+    point_index = chosen - int(starts[edge_index])
     edge_xy = _to_frame(target.forward, edge.points_xy[point_index])
     normal_xy = target.forward[:, :2] @ edge.normals_xy[point_index].astype(np.float64)
     return draw_chip(target, edge_xy, (float(normal_xy[0]), float(normal_xy[1])), edge.radius_px, part.scale, rng)

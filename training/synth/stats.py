@@ -44,12 +44,17 @@ class PatchStatistics:
             ("geometry", f"{self.crop_px}px centre crop, {self.tile_px}px tiles -> {self.patch_px}px patches"),
             ("patches", f"{self.patches} ({self.patches_per_frame} per frame)"),
             ("defective patches", f"{self.defective_patches} ({self.defective_patch_share:.2%})"),
-            ("defect px in defective patches", f"mean {self.mean_defect_fraction:.2%}, "
-                                               f"median {self.median_defect_fraction:.2%}"),
+            (
+                "defect px in defective patches",
+                f"mean {self.mean_defect_fraction:.2%}, median {self.median_defect_fraction:.2%}",
+            ),
             ("defect px at full-frame scale", f"{self.full_frame_defect_share:.4%}"),
         ]
-        width = max(len(name) for name, _ in rows)
-        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+        return "\n".join(f"{name:<30}  {value}" for name, value in rows)
+
+    def format(self) -> str:
+        """Same as :meth:`table`."""
+        return self.table()
 
 
 def random_patch_statistics(
