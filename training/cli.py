@@ -173,7 +173,7 @@ def paste(
     out: Path = typer.Argument(..., help="Patch set folder for the pasted patches."),
     per_defect: int | None = typer.Option(None, "--per-defect", "-k", help="Pasted copies per defect (default 4)."),
     location: PasteLocation | None = typer.Option(None, "--location", help="fixed, free or auto (default)."),
-    tolerance: int | None = typer.Option(None, "--location-tolerance", help="fixed: max shift in frame px (4)."),
+    tolerance: int | None = typer.Option(None, "--location-tolerance", help="fixed: alignment search, px (24)."),
     brightness: float | None = typer.Option(None, "--brightness-tolerance", help="Max mean-intensity difference (10)."),
     blend: BlendMode | None = typer.Option(None, "--blend", help="alpha (default) or seamless (cv2.seamlessClone)."),
     seed: int | None = SeedOpt,
@@ -226,7 +226,7 @@ def show(
 @app.command()
 def demo(
     out: Path = typer.Argument(Path("demo-out"), help="Folder for every stage's output."),
-    frames: int = typer.Option(12, "--frames", "-n", min=2, help="Synthetic frames to render."),
+    frames: int = typer.Option(24, "--frames", "-n", min=2, help="Synthetic frames to render."),
     width: int | None = typer.Option(None, "--width", help="Frame width (default 3200)."),
     height: int | None = typer.Option(None, "--height", help="Frame height (default 2224)."),
     seed: int | None = SeedOpt,

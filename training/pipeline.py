@@ -28,7 +28,12 @@ def run_demo(out: Path, settings: TrainSettings, frames: int, progress: bool = T
     lines: dict[str, str] = {}
 
     synth = write_synth_set(out / "synth", settings.synth, frames, seed, overwrite=True, progress=progress)
-    lines["synth"] = synth.format().replace("\n", "; ")
+    stats = synth.patch_statistics
+    lines["synth"] = (
+        f"{synth.frames} frames ({synth.frames_per_s:.1f}/s), {synth.frames_with_defects} with defects; "
+        f"{stats.defective_patch_share:.2%} of random patches defective, "
+        f"{stats.mean_defect_fraction:.2%} defect px in those, {stats.full_frame_defect_share:.4%} at full frame"
+    )
 
     report = run_import(
         get_importer("synth"), out / "synth", out / "dataset", settings.import_, overwrite=True, progress=progress

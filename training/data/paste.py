@@ -4,8 +4,11 @@ For every real defect patch outside the test split, its defect region is pasted 
 ``per_defect`` good patches from *other* groups whose brightness is close.
 
 - ``fixed`` location (datasets of one part in a fixed pose, e.g. the pump line): the
-  destination is cut fresh from another image at the source's tile position, moved by
-  at most ``location_tolerance_px``, so the defect lands on the same part component.
+  destination is cut fresh from another image near the source's tile position: within
+  ``location_tolerance_px`` the shift that best aligns the destination with the source
+  (normalised cross-correlation) is taken, and a destination whose best alignment is
+  below ``min_alignment`` is refused, so the defect lands on the same part component
+  even when parts sit a few pixels differently in each frame.
 - ``free`` location (no fixed structure, e.g. Magnetic Tile): the location constraint
   cannot hold; the destination is any good real patch of another group with close
   brightness, and the defect keeps its position inside the patch.
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
@@ -63,7 +67,10 @@ class PasteOptions(BaseModel):
     per_defect: int = Field(4, gt=0, description="Pasted patches made from each real defect patch (thesis: ~4).")
     location: PasteLocation = Field(PasteLocation.AUTO, description="fixed, free, or auto (from the dataset).")
     location_tolerance_px: int = Field(
-        4, ge=0, description="fixed: largest shift of the destination tile, in frame pixels."
+        24, ge=0, description="fixed: largest shift searched to align the destination tile, in frame pixels."
+    )
+    min_alignment: float = Field(
+        0.5, ge=-1, le=1, description="fixed: least normalised cross-correlation of destination and source."
     )
     brightness_tolerance: float = Field(
         10.0, gt=0, description="Largest difference of patch mean intensity (grey levels) source vs destination."
@@ -80,6 +87,7 @@ class _Result:
     tried: int = 0
     rejected_brightness: int = 0
     rejected_not_good: int = 0
+    rejected_alignment: int = 0
 
 
 def _pasted_record(
@@ -124,12 +132,27 @@ def _acceptable(dest_mask: np.ndarray, region: np.ndarray) -> bool:
     return not (dest_mask == MASK_DEFECT).any() and not (dest_mask[region] == MASK_IGNORE).any()
 
 
-def _shifted_box(source: PatchRecord, roi: Roi, rng: np.random.Generator, tolerance: int) -> TileBox:
-    dx, dy = (int(v) for v in rng.integers(-tolerance, tolerance + 1, size=2))
+def _aligned_box(
+    source: PatchRecord, source_patch: np.ndarray, image: np.ndarray, roi: Roi, tolerance: int
+) -> tuple[TileBox, float]:
+    """The tile within ``tolerance`` of the source's position that best matches it, and the match score."""
     size = source.crop_px
-    x = min(max(source.x + dx, roi.x), max(roi.x, roi.x + roi.width - size))
-    y = min(max(source.y + dy, roi.y), max(roi.y, roi.y + roi.height - size))
-    return TileBox(x, y, size)
+    if roi.width < size or roi.height < size:
+        return TileBox(source.x, source.y, size), 1.0
+    x0 = min(max(source.x - tolerance, roi.x), roi.x + roi.width - size)
+    y0 = min(max(source.y - tolerance, roi.y), roi.y + roi.height - size)
+    x1 = max(min(source.x + tolerance, roi.x + roi.width - size), x0)
+    y1 = max(min(source.y + tolerance, roi.y + roi.height - size), y0)
+    scale = source.patch_px / size
+    window = image[y0 : y1 + size, x0 : x1 + size]
+    window = cv2.resize(
+        window, (round(window.shape[1] * scale), round(window.shape[0] * scale)), interpolation=cv2.INTER_AREA
+    )
+    scores = cv2.matchTemplate(window.astype(np.float32), source_patch.astype(np.float32), cv2.TM_CCOEFF_NORMED)
+    _, best, _, (best_x, best_y) = cv2.minMaxLoc(scores)
+    x = min(x0 + round(best_x / scale), x1)
+    y = min(y0 + round(best_y / scale), y1)
+    return TileBox(x, y, size), float(best)
 
 
 def _paste_fixed(
@@ -171,10 +194,13 @@ def _paste_fixed(
                 if accepted[source.id] >= options.per_defect:
                     continue
                 result.tried += 1
-                box = _shifted_box(source, roi, rng, options.location_tolerance_px)
+                src_image, src_mask = pixels[source.id]
+                box, alignment = _aligned_box(source, src_image, image, roi, options.location_tolerance_px)
+                if alignment < options.min_alignment:
+                    result.rejected_alignment += 1
+                    continue
                 dest = resize_image_tile(cut_tile(image, box, roi), source.patch_px)
                 dest_mask = resize_mask_tile(cut_mask_tile(mask, box, roi), source.patch_px)
-                src_image, src_mask = pixels[source.id]
                 if not _acceptable(dest_mask, paste_region(src_mask, options.dilate_px)):
                     result.rejected_not_good += 1
                     continue
@@ -310,6 +336,7 @@ def make_pasted(
             "destinations_tried": result.tried,
             "rejected_brightness": result.rejected_brightness,
             "rejected_not_good": result.rejected_not_good,
+            "rejected_alignment": result.rejected_alignment,
             "mean_abs_brightness_difference": round(
                 float(np.mean([abs(r.mean_intensity - source_mean[r.source_patch]) for r in result.records])), 3
             ),
