@@ -1,0 +1,1 @@
+"""Exportable models (plain ``nn.Module``s, no training code): classifier and segmenter."""

@@ -1,0 +1,89 @@
+"""The patch classifier: torchvision ResNet-18 with one defect logit (thesis §3.3.2).
+
+The exported module takes what the edge can produce without torch: float32 NCHW in
+[0, 1] (uint8 / 255) at the bundle's patch size. Normalisation and the optional
+internal down-scaling live inside the module, so ONNX carries them and the edge cannot
+get them wrong. Grayscale: the first convolution takes one channel (``in_channels=1``)
+instead of replicating gray three times; the bundle records it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet18
+from torchvision.models.resnet import BasicBlock, ResNet
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """Everything needed to rebuild a classifier for loading or export."""
+
+    name: str = "resnet18"
+    in_channels: int = 1
+    input_px: int = 128  # what the module accepts (the patch size)
+    internal_px: int = 128  # what the backbone sees (64 trains ~4x faster on a CPU)
+    width: float = 1.0  # channel multiplier of the ResNet-18 topology (1.0 = torchvision resnet18)
+    mean: float = 0.5
+    std: float = 0.25
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _ScaledResNet18(ResNet):
+    """ResNet-18 topology from torchvision's own blocks with every stage's width scaled."""
+
+    def __init__(self, width: float) -> None:
+        self._width = width
+        super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=1)
+        stem = max(8, int(round(64 * width)))
+        self.conv1 = nn.Conv2d(3, stem, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem)
+        self.fc = nn.Linear(int(round(512 * width)), 1)
+        # layer1 was built for a 64-channel stem: rebuild the stages for the scaled stem
+        self.inplanes = stem
+        self.layer1 = self._make_layer(BasicBlock, 64, 2)
+        self.layer2 = self._make_layer(BasicBlock, 128, 2, stride=2)
+        self.layer3 = self._make_layer(BasicBlock, 256, 2, stride=2)
+        self.layer4 = self._make_layer(BasicBlock, 512, 2, stride=2)
+
+    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):  # noqa: ANN001
+        return super()._make_layer(block, max(8, int(round(planes * self._width))), blocks, stride, dilate)
+
+
+def _backbone(spec: ClassifierSpec) -> nn.Module:
+    model = resnet18(weights=None, num_classes=1) if spec.width == 1.0 else _ScaledResNet18(spec.width)
+    if spec.in_channels != 3:
+        old = model.conv1
+        model.conv1 = nn.Conv2d(spec.in_channels, old.out_channels, kernel_size=7, stride=2, padding=3, bias=False)
+    return model
+
+
+class PatchClassifier(nn.Module):
+    """[0, 1] patches (N, C, input_px, input_px) -> defect logits (N, 1)."""
+
+    def __init__(self, spec: ClassifierSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.backbone = _backbone(spec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.spec.internal_px != self.spec.input_px:
+            x = F.interpolate(x, size=(self.spec.internal_px, self.spec.internal_px), mode="area")
+        return self.backbone((x - self.spec.mean) / self.spec.std)
+
+
+CLASSIFIERS = {"resnet18": ClassifierSpec}
+
+
+def create_classifier(spec: ClassifierSpec) -> PatchClassifier:
+    """Build a classifier by spec; unknown names list the valid ones."""
+    if spec.name not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {spec.name!r}; choose one of {sorted(CLASSIFIERS)}")
+    if spec.width <= 0 or spec.internal_px <= 0:
+        raise ValueError(f"width and internal_px must be positive, got {spec.width}, {spec.internal_px}")
+    return PatchClassifier(spec)
