@@ -246,6 +246,17 @@ def demo(
     out_console.print(table)
 
 
+def _register_model_commands() -> None:
+    from training.cli_models import classifier_app, experiment_app, segmenter_app
+
+    app.add_typer(classifier_app, name="classifier")
+    app.add_typer(segmenter_app, name="segmenter")
+    app.add_typer(experiment_app, name="experiment")
+
+
+_register_model_commands()
+
+
 def main() -> None:
     """Console entry point: known errors become one clear message and exit code 2."""
     try:

@@ -1,0 +1,1 @@
+"""The thesis's experiments as reproducible tables: methods are pluggable training-data sources."""

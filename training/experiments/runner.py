@@ -1,0 +1,167 @@
+"""Running an experiment: seeds x sizes x methods, resumable, one CSV row per finished run.
+
+Each seed re-draws the validation groups and the synthetic draws; all methods of one
+seed share that split (paired comparison). A run's row is appended to ``runs.csv`` as
+soon as it finishes, so an interrupted experiment resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from training.data.patchset import load_patchset
+from training.experiments.data import PatchLibrary, SplitRecords, split_records, with_healthy
+from training.experiments.sources import Method, draw_from_pool, get_method, open_pool
+from training.models.classifier import ClassifierSpec
+from training.models.segmenter import SegmenterSpec
+from training.outputs import provenance, write_json_atomic
+from training.train.classifier import ClassifierData, train_classifier, weighted_sampling_weights
+from training.train.schedule import Schedule
+from training.train.segmenter import SegmenterData, train_segmenter
+
+RUNS_NAME = "runs.csv"
+CLASSIFICATION, SEGMENTATION = "classification", "segmentation"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    task: str
+    methods: tuple[str, ...]
+    seeds: int
+    sizes: tuple[int, ...]
+    schedule: Schedule
+    spec: ClassifierSpec | SegmenterSpec
+    val_fraction: float = 0.2
+    healthy_share: float = 0.0  # segmentation: share of healthy patches in training (0 = defective only)
+    threshold: float = 0.9  # segmentation: pixel threshold
+    pools: dict[str, str] = field(default_factory=dict)
+
+    def identity(self) -> dict:
+        """What must match for runs of an existing OUT to be reused."""
+        return {"task": self.task, "schedule": self.schedule.to_dict(), "spec": self.spec.to_dict(),
+                "val_fraction": self.val_fraction, "healthy_share": self.healthy_share, "threshold": self.threshold}
+
+
+def run_key(method: str, size: int, seed: int) -> str:
+    return f"{method}-n{size}-s{seed}"
+
+
+def planned_runs(config: ExperimentConfig) -> list[tuple[str, int, int]]:
+    """(method, size, seed) triples; the baseline does not depend on the size and runs once per seed."""
+    runs = []
+    for seed in range(config.seeds):
+        for size in config.sizes:
+            for method in config.methods:
+                effective = 0 if method == "baseline" else size
+                if (method, effective, seed) not in runs:
+                    runs.append((method, effective, seed))
+    return runs
+
+
+def read_runs(out_dir: Path) -> list[dict]:
+    path = Path(out_dir) / RUNS_NAME
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _append_run(out_dir: Path, row: dict) -> None:
+    rows = read_runs(out_dir) + [{key: str(value) for key, value in row.items()}]
+    columns = list(dict.fromkeys(key for r in rows for key in r))
+    tmp = out_dir / f".{RUNS_NAME}.tmp-{os.getpid()}"
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, out_dir / RUNS_NAME)
+
+
+def _flatten(result: dict) -> dict:
+    flat = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            flat.update({f"recall_{label}": v for label, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _run(config: ExperimentConfig, library: PatchLibrary, split: SplitRecords, method: Method, size: int, seed: int,
+         pools: dict, run_dir: Path, context: dict, progress: bool) -> dict:
+    rng = np.random.default_rng([seed, size, 7])
+    train_records = list(split.train)
+    val_records, test_records = split.val, split.test
+    if config.task == SEGMENTATION:
+        train_records = with_healthy(train_records, config.healthy_share, rng)
+        val_records = with_healthy(val_records, config.healthy_share, rng)
+        test_records = with_healthy(test_records, config.healthy_share, np.random.default_rng(0))
+    train = library.select(train_records)
+    drawn = 0
+    if method.augment_origin and size > 0:
+        pool_set, pool_library = pools[method.augment_origin]
+        extra = draw_from_pool(pool_set, size, split.train_groups, rng)
+        drawn = len(extra)
+        if extra:
+            train = type(train).concat([train, pool_library.select(extra)])
+    schedule = Schedule(**{**config.schedule.to_dict(), "seed": seed})
+    if config.task == SEGMENTATION:
+        data = SegmenterData(train, library.select(val_records), library.select(test_records))
+        result = train_segmenter(data, config.spec, schedule, run_dir, context, config.threshold, progress)
+    else:
+        weights = None
+        if method.weighted:
+            labels = train.labels
+            target = (labels.sum() + size) / (len(labels) + size)
+            weights = weighted_sampling_weights(labels, float(target))
+        data = ClassifierData(train, library.select(val_records), library.select(test_records), weights)
+        result = train_classifier(data, config.spec, schedule, run_dir, context, progress)
+    return {"key": run_key(method.key, size, seed), "method": method.key, "size": size, "seed": seed,
+            "synthetic_drawn": drawn, **_flatten(result)}
+
+
+def run_experiment(patches_dir: Path, out_dir: Path, config: ExperimentConfig, progress: bool = True) -> list[dict]:
+    """Run (or resume) every planned run; returns all rows of runs.csv."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    identity_path = out_dir / "experiment.json"
+    if identity_path.is_file():
+        saved = json.loads(identity_path.read_text())
+        if saved.get("identity") != json.loads(json.dumps(config.identity())):
+            raise ValueError(f"{out_dir} holds runs of a different experiment config; choose a new output folder")
+    patchset = load_patchset(patches_dir)
+    methods = [get_method(key) for key in config.methods]
+    pool_paths = {origin: Path(path) for origin, path in config.pools.items()}
+    needed = {m.augment_origin for m in methods if m.augment_origin}
+    pools = {}
+    for origin in sorted(needed):
+        pool = open_pool(origin, pool_paths)  # fails before any training when a pool is missing
+        pools[origin] = (pool, PatchLibrary(pool, progress))
+    write_json_atomic(identity_path, {
+        "identity": config.identity(), "methods": list(config.methods), "seeds": config.seeds,
+        "sizes": list(config.sizes), "pools": config.pools, "patches": str(Path(patches_dir).resolve()),
+        "provenance": provenance(f"experiment {config.task}", config.identity(), None,
+                                 inputs={"dataset": patchset.meta.get("dataset", {}).get("fingerprint", "")}),
+    })
+    done = {row["key"] for row in read_runs(out_dir)}
+    library = PatchLibrary(patchset, progress)
+    context = {"geometry": patchset.meta.get("geometry", {}),
+               "data_fingerprint": patchset.meta.get("dataset", {}).get("fingerprint", "")}
+    splits: dict[int, SplitRecords] = {}
+    for method_key, size, seed in planned_runs(config):
+        key = run_key(method_key, size, seed)
+        if key in done:
+            continue
+        if seed not in splits:
+            splits[seed] = split_records(patchset, val_seed=seed, val_fraction=config.val_fraction)
+        print(f"run {key}", flush=True)
+        row = _run(config, library, splits[seed], get_method(method_key), size, seed, pools,
+                   out_dir / "runs" / key, {**context, "name": key}, progress)
+        _append_run(out_dir, row)
+    return read_runs(out_dir)

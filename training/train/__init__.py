@@ -1,0 +1,1 @@
+"""Training loops (iteration-based, as the thesis) for the downstream models."""

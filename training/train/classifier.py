@@ -1,0 +1,176 @@
+"""Training the patch classifier (thesis §3.3.2): iteration-based, best validation F1 kept.
+
+Each iteration draws one random batch (uniformly, or with per-patch weights for the
+"weighted sampling" baseline), flips it, and takes an AdamW step on BCE with a cosine
+learning rate. Every ``val_every`` iterations the model is scored on validation; the
+weights with the best (F1 at 0.5, then AUROC) are kept. At the end the decision
+threshold is tuned on validation and the test split is scored at 0.5 and at that
+threshold.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from training.data.arrays import PatchArrays
+from training.metrics import classification_metrics, per_class_recall, roc_auc, tune_threshold
+from training.models.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
+from training.models.classifier import ClassifierSpec, create_classifier
+from training.train.curves import plot_curves
+from training.train.schedule import (
+    MetricsLog,
+    Schedule,
+    augment_flips,
+    predict,
+    resolve_device,
+    seed_everything,
+    set_threads,
+    to_tensor,
+)
+
+TRAIN_AUROC_SAMPLE = 3000
+
+
+@dataclass(frozen=True)
+class ClassifierData:
+    """The splits of one run; synthetic patches, if any, are already inside ``train``."""
+
+    train: PatchArrays
+    val: PatchArrays
+    test: PatchArrays
+    sample_weights: np.ndarray | None = None  # per train patch; None = uniform
+
+
+def weighted_sampling_weights(labels: np.ndarray, target_defect_share: float) -> np.ndarray:
+    """Per-patch weights giving defect patches ``target_defect_share`` of the draws."""
+    positives = float(labels.sum())
+    negatives = float(len(labels) - positives)
+    if positives == 0 or negatives == 0 or not 0 < target_defect_share < 1:
+        return np.ones(len(labels))
+    defect_weight = target_defect_share * negatives / (positives * (1.0 - target_defect_share))
+    return np.where(labels > 0, defect_weight, 1.0)
+
+
+def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> int:
+    """Load the entries whose name (with or without a ``backbone.`` prefix) and shape match.
+
+    A local torchvision ResNet-18 file (3-channel stem, 1000 classes) thereby seeds every
+    layer but the stem and the head. Raises if nothing matches.
+    """
+    own = model.state_dict()
+    matched = {}
+    for key, value in state.items():
+        for candidate in (key, f"backbone.{key}"):
+            if candidate in own and own[candidate].shape == value.shape:
+                matched[candidate] = value
+    if not matched:
+        raise ValueError("--init-weights: no tensor matches the model's names and shapes")
+    model.load_state_dict(matched, strict=False)
+    return len(matched)
+
+
+def _scores(model: torch.nn.Module, arrays: PatchArrays, device: torch.device) -> np.ndarray:
+    return predict(model, arrays.images, device)[:, 0]
+
+
+def train_classifier(
+    data: ClassifierData,
+    spec: ClassifierSpec,
+    schedule: Schedule,
+    out_dir: Path,
+    context: dict,
+    progress: bool = True,
+    init_state: dict[str, torch.Tensor] | None = None,
+) -> dict:
+    """Train, keep the best validation weights, score test; writes model.pt, metrics.jsonl, curves.png."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    set_threads(schedule.threads)
+    rng = seed_everything(schedule.seed)
+    device = resolve_device(schedule.device)
+    model = create_classifier(spec)
+    if init_state is not None:
+        load_matching(model, init_state)
+    model = model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
+    lr_schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=schedule.lr, total_steps=schedule.iterations,
+                                                      pct_start=0.15)
+    labels = data.train.labels
+    probabilities = None
+    if data.sample_weights is not None:
+        probabilities = data.sample_weights / data.sample_weights.sum()
+    log = MetricsLog(out_dir / "metrics.jsonl")
+    val_labels = data.val.labels
+    best: tuple[float, float] = (-1.0, -1.0)
+    best_state, best_iteration, losses = None, 0, []
+    started = time.perf_counter()
+    bar = tqdm(range(1, schedule.iterations + 1), desc="classifier", unit="it", disable=not progress)
+    for iteration in bar:
+        model.train()
+        batch = rng.choice(len(labels), size=schedule.batch_size, replace=True, p=probabilities)
+        images, _ = augment_flips(data.train.images[batch], None, rng)
+        logits = model(to_tensor(images, device))[:, 0]
+        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(labels[batch]).to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        lr_schedule.step()
+        losses.append(loss.item())
+        if iteration % schedule.val_every == 0 or iteration == schedule.iterations:
+            scores = _scores(model, data.val, device)
+            metrics = classification_metrics(val_labels, scores, 0.5)
+            key = (metrics["f1"], 0.0 if np.isnan(metrics["auroc"]) else metrics["auroc"])
+            if key > best:
+                best, best_iteration, best_state = key, iteration, copy.deepcopy(model.state_dict())
+            log.write(iteration=iteration, **{"train/loss": float(np.mean(losses[-schedule.val_every:]))},
+                      **{f"val/{k}": metrics[k] for k in ("f1", "auroc", "pr_auc", "precision", "recall")})
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", val_f1=f"{metrics['f1']:.3f}",
+                            val_auroc=f"{metrics['auroc']:.3f}")
+    train_seconds = time.perf_counter() - started
+    model.load_state_dict(best_state)
+    return _evaluate(model, data, spec, schedule, out_dir, context, device, best_iteration, train_seconds, rng)
+
+
+def _evaluate(model, data: ClassifierData, spec, schedule, out_dir, context, device, best_iteration,
+              train_seconds, rng) -> dict:
+    val_scores = _scores(model, data.val, device)
+    threshold, _ = tune_threshold(data.val.labels, val_scores)
+    test_scores = _scores(model, data.test, device)
+    sample = rng.choice(len(data.train), size=min(TRAIN_AUROC_SAMPLE, len(data.train)), replace=False)
+    train_auroc = roc_auc(data.train.labels[sample], _scores(model, data.train.subset(sample), device))
+    test_labels = data.test.labels
+    at_half = classification_metrics(test_labels, test_scores, 0.5)
+    tuned = classification_metrics(test_labels, test_scores, threshold)
+    val = classification_metrics(data.val.labels, val_scores, 0.5)
+    result = {
+        **{f"test_{k}": v for k, v in at_half.items()},
+        **{f"test_tuned_{k}": tuned[k] for k in ("accuracy", "precision", "recall", "f1")},
+        "threshold": float(threshold),
+        "val_f1": val["f1"],
+        "val_auroc": val["auroc"],
+        "train_auroc": train_auroc,
+        "best_iteration": best_iteration,
+        "train_seconds": round(train_seconds, 1),
+        "train_patches": len(data.train),
+        "train_defect_share": float(data.train.labels.mean()),
+        "per_class_recall": per_class_recall(test_labels, test_scores >= 0.5,
+                                             [record.label for record in data.test.records]),
+    }
+    checkpoint = Checkpoint(
+        task="classifier", spec=spec.to_dict(), state_dict={k: v.cpu() for k, v in model.state_dict().items()},
+        threshold=float(threshold), geometry=context.get("geometry", {}),
+        data_fingerprint=context.get("data_fingerprint", ""), class_names=["good", "defect"],
+        metrics={k: float(v) for k, v in result.items() if isinstance(v, int | float)},
+        name=context.get("name", "classifier"),
+    )
+    save_checkpoint(out_dir / CHECKPOINT_NAME, checkpoint)
+    plot_curves(out_dir / "metrics.jsonl", out_dir / "curves.png", title=f"classifier ({context.get('name', '')})")
+    return result
