@@ -13,3 +13,4 @@ test:  ## lint + the whole test suite (what CI runs)
 bench:  ## benchmarks that print numbers (not part of CI)
 	scripts/bootstrap.sh
 	.venv/bin/python benchmarks/synth_render.py
+	OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/inference_speed.py

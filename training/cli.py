@@ -247,11 +247,12 @@ def demo(
 
 
 def _register_model_commands() -> None:
-    from training.cli_models import classifier_app, experiment_app, segmenter_app
+    from training.cli_models import classifier_app, experiment_app, export, segmenter_app
 
     app.add_typer(classifier_app, name="classifier")
     app.add_typer(segmenter_app, name="segmenter")
     app.add_typer(experiment_app, name="experiment")
+    app.command("export")(export)
 
 
 _register_model_commands()

@@ -33,12 +33,18 @@ class Preset:
 
 
 PRESETS = {
-    "cpu": Preset(ClassifierSpec(width=0.5, internal_px=64), Schedule(iterations=2000, val_every=200, batch_size=64),
-                  SegmenterSpec(encoder=ENCODER_PRESETS["cpu"]),
-                  Schedule(iterations=600, val_every=100, batch_size=16, lr=1e-3)),
-    "thesis": Preset(ClassifierSpec(), Schedule(iterations=80_000, val_every=1000, batch_size=64, lr=1e-3),
-                     SegmenterSpec(encoder=ENCODER_PRESETS["thesis"]),
-                     Schedule(iterations=20_000, val_every=400, batch_size=16, lr=1e-3)),
+    "cpu": Preset(
+        ClassifierSpec(width=0.5, internal_px=64),
+        Schedule(iterations=2000, val_every=200, batch_size=64),
+        SegmenterSpec(encoder=ENCODER_PRESETS["cpu"]),
+        Schedule(iterations=600, val_every=100, batch_size=16, lr=1e-3),
+    ),
+    "thesis": Preset(
+        ClassifierSpec(),
+        Schedule(iterations=80_000, val_every=1000, batch_size=64, lr=1e-3),
+        SegmenterSpec(encoder=ENCODER_PRESETS["thesis"]),
+        Schedule(iterations=20_000, val_every=400, batch_size=16, lr=1e-3),
+    ),
 }
 
 PresetOpt = typer.Option("cpu", "--preset", help="cpu (default) or thesis: model size and schedule.")
@@ -49,6 +55,7 @@ LrOpt = typer.Option(None, "--lr", help="Peak learning rate (one-cycle).")
 SeedOpt = typer.Option(0, "--seed")
 DeviceOpt = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto.")
 QuietOpt = typer.Option(False, "--quiet", "-q")
+PoolingOpt = typer.Option(None, "--pooling", help="Global pooling of the classifier: avg (torchvision) or max.")
 PoolOpt = typer.Option([], "--pool", help="Synthetic pool ORIGIN=DIR (repeatable), e.g. pasted=data/pasted.")
 
 
@@ -59,14 +66,23 @@ def _preset(name: str) -> Preset:
 
 
 def _schedule(base: Schedule, iterations, val_every, batch_size, lr, seed, device) -> Schedule:
-    overrides = {"iterations": iterations, "val_every": val_every, "batch_size": batch_size, "lr": lr,
-                 "seed": seed, "device": device}
+    overrides = {
+        "iterations": iterations,
+        "val_every": val_every,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "device": device,
+    }
     return Schedule(**{**base.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
 
 
-def _classifier_spec(preset: Preset, width: float | None, internal_px: int | None, patch_px: int) -> ClassifierSpec:
+def _classifier_spec(
+    preset: Preset, width: float | None, internal_px: int | None, patch_px: int, pooling: str | None = None
+) -> ClassifierSpec:
     spec = preset.classifier.to_dict()
-    spec.update({k: v for k, v in {"width": width, "internal_px": internal_px}.items() if v is not None})
+    overrides = {"width": width, "internal_px": internal_px, "pooling": pooling}
+    spec.update({k: v for k, v in overrides.items() if v is not None})
     spec["input_px"] = patch_px
     spec["internal_px"] = min(spec["internal_px"], patch_px)
     return ClassifierSpec(**spec)
@@ -84,24 +100,34 @@ def classifier_train(
     out: Path = typer.Argument(..., help="Run folder to create (model.pt, metrics, curves)."),
     augment: list[str] = typer.Option([], "--augment", help="SOURCE:N — add N pool patches to train (repeatable)."),
     pool: list[str] = PoolOpt,
-    weighted_sampling: bool = typer.Option(False, "--weighted-sampling", help="Oversample defects to the share "
-                                           "they would have after adding the --augment patches."),
+    weighted_sampling: bool = typer.Option(
+        False,
+        "--weighted-sampling",
+        help="Oversample defects to the share they would have after adding the --augment patches.",
+    ),
     init_weights: Path | None = typer.Option(None, "--init-weights", help="Start from a local state_dict/checkpoint."),
     width: float | None = typer.Option(None, "--width", help="Channel width multiplier (1.0 = torchvision)."),
     internal_px: int | None = typer.Option(None, "--internal-px", help="Size the backbone sees (64 on CPU)."),
+    pooling: str | None = PoolingOpt,
     val_seed: int | None = typer.Option(None, "--val-seed", help="Re-draw validation groups with this seed."),
-    preset: str = PresetOpt, iterations: int | None = IterOpt, val_every: int | None = ValEveryOpt,
-    batch_size: int | None = BatchOpt, lr: float | None = LrOpt, seed: int = SeedOpt, device: str = DeviceOpt,
+    preset: str = PresetOpt,
+    iterations: int | None = IterOpt,
+    val_every: int | None = ValEveryOpt,
+    batch_size: int | None = BatchOpt,
+    lr: float | None = LrOpt,
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Train the classifier; prints test metrics at 0.5 and at the validation-tuned threshold."""
     from training.train.single import train_classifier_command
 
     chosen = _preset(preset)
-    spec = _classifier_spec(chosen, width, internal_px, _patch_px(patches_dir))
+    spec = _classifier_spec(chosen, width, internal_px, _patch_px(patches_dir), pooling)
     schedule = _schedule(chosen.classifier_schedule, iterations, val_every, batch_size, lr, seed, device)
-    result = train_classifier_command(patches_dir, out, spec, schedule, augment, pool, weighted_sampling,
-                                      init_weights, val_seed, progress=not quiet)
+    result = train_classifier_command(
+        patches_dir, out, spec, schedule, augment, pool, weighted_sampling, init_weights, val_seed, progress=not quiet
+    )
     out_console.print_json(json.dumps(result, default=float))
 
 
@@ -115,33 +141,63 @@ def segmenter_train(
     healthy_share: float = typer.Option(0.0, "--healthy-share", help="Share of healthy patches (0.5 = §4.3.4)."),
     threshold: float = typer.Option(0.9, "--threshold", help="Pixel probability threshold."),
     val_seed: int | None = typer.Option(None, "--val-seed", help="Re-draw validation groups with this seed."),
-    preset: str = PresetOpt, iterations: int | None = IterOpt, val_every: int | None = ValEveryOpt,
-    batch_size: int | None = BatchOpt, lr: float | None = LrOpt, seed: int = SeedOpt, device: str = DeviceOpt,
+    preset: str = PresetOpt,
+    iterations: int | None = IterOpt,
+    val_every: int | None = ValEveryOpt,
+    batch_size: int | None = BatchOpt,
+    lr: float | None = LrOpt,
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Train the segmenter (defective patches by default); prints test IoU and patch-level metrics."""
     from training.train.single import train_segmenter_command
 
     chosen = _preset(preset)
-    spec = SegmenterSpec(**{**chosen.segmenter.to_dict(), "input_px": _patch_px(patches_dir),
-                            **({"encoder": ENCODER_PRESETS.get(encoder, encoder)} if encoder else {})})
+    spec = SegmenterSpec(
+        **{
+            **chosen.segmenter.to_dict(),
+            "input_px": _patch_px(patches_dir),
+            **({"encoder": ENCODER_PRESETS.get(encoder, encoder)} if encoder else {}),
+        }
+    )
     schedule = _schedule(chosen.segmenter_schedule, iterations, val_every, batch_size, lr, seed, device)
-    result = train_segmenter_command(patches_dir, out, spec, schedule, augment, pool, healthy_share, threshold,
-                                     val_seed, progress=not quiet)
+    result = train_segmenter_command(
+        patches_dir, out, spec, schedule, augment, pool, healthy_share, threshold, val_seed, progress=not quiet
+    )
     out_console.print_json(json.dumps(result, default=float))
 
 
-def _experiment(task: str, patches_dir: Path, out: Path, methods: str, seeds: int, augment_size: int,
-                sizes: str | None, pool: list[str], preset: Preset, spec, schedule: Schedule, quiet: bool,
-                **extra) -> None:
+def _experiment(
+    task: str,
+    patches_dir: Path,
+    out: Path,
+    methods: str,
+    seeds: int,
+    augment_size: int,
+    sizes: str | None,
+    pool: list[str],
+    preset: Preset,
+    spec,
+    schedule: Schedule,
+    quiet: bool,
+    **extra,
+) -> None:
     from training.experiments.report import markdown_table, plot_sweep
     from training.experiments.runner import ExperimentConfig, run_experiment
     from training.experiments.sources import parse_pools
 
     size_list = tuple(int(s) for s in sizes.split(",")) if sizes else (augment_size,)
-    config = ExperimentConfig(task=task, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-                              seeds=seeds, sizes=size_list, schedule=schedule, spec=spec,
-                              pools={k: str(v) for k, v in parse_pools(pool).items()}, **extra)
+    config = ExperimentConfig(
+        task=task,
+        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        seeds=seeds,
+        sizes=size_list,
+        schedule=schedule,
+        spec=spec,
+        pools={k: str(v) for k, v in parse_pools(pool).items()},
+        **extra,
+    )
     rows = run_experiment(patches_dir, out, config, progress=not quiet)
     table = markdown_table(rows, task, title=f"{task}: {patches_dir}")
     (out / "table.md").write_text(table, encoding="utf-8")
@@ -159,38 +215,92 @@ ExpSizes = typer.Option(None, "--sizes", help="Sweep of synthetic-set sizes, e.g
 def experiment_classification(
     patches_dir: Path = typer.Argument(..., metavar="PATCHES"),
     out: Path = typer.Option(Path("runs/experiment-classification"), "--out", help="Folder (resumable)."),
-    methods: str = ExpMethods, seeds: int = ExpSeeds,
+    methods: str = ExpMethods,
+    seeds: int = ExpSeeds,
     augment_size: int = typer.Option(2000, "--augment-size", help="Synthetic patches added (thesis: 2000)."),
-    sizes: str | None = ExpSizes, pool: list[str] = PoolOpt,
-    width: float | None = typer.Option(None, "--width"), internal_px: int | None = typer.Option(None, "--internal-px"),
-    preset: str = PresetOpt, iterations: int | None = IterOpt, val_every: int | None = ValEveryOpt,
-    batch_size: int | None = BatchOpt, lr: float | None = LrOpt, device: str = DeviceOpt, quiet: bool = QuietOpt,
+    sizes: str | None = ExpSizes,
+    pool: list[str] = PoolOpt,
+    width: float | None = typer.Option(None, "--width"),
+    internal_px: int | None = typer.Option(None, "--internal-px"),
+    pooling: str | None = PoolingOpt,
+    preset: str = PresetOpt,
+    iterations: int | None = IterOpt,
+    val_every: int | None = ValEveryOpt,
+    batch_size: int | None = BatchOpt,
+    lr: float | None = LrOpt,
+    device: str = DeviceOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Table 3.1 / A.1: classifier metrics per method, mean ± std over seeds, with verdicts."""
     chosen = _preset(preset)
-    spec = _classifier_spec(chosen, width, internal_px, _patch_px(patches_dir))
+    spec = _classifier_spec(chosen, width, internal_px, _patch_px(patches_dir), pooling)
     schedule = _schedule(chosen.classifier_schedule, iterations, val_every, batch_size, lr, None, device)
-    _experiment("classification", patches_dir, out, methods, seeds, augment_size, sizes, pool, chosen, spec,
-                schedule, quiet)
+    _experiment(
+        "classification", patches_dir, out, methods, seeds, augment_size, sizes, pool, chosen, spec, schedule, quiet
+    )
 
 
 @experiment_app.command("segmentation")
 def experiment_segmentation(
     patches_dir: Path = typer.Argument(..., metavar="PATCHES"),
     out: Path = typer.Option(Path("runs/experiment-segmentation"), "--out", help="Folder (resumable)."),
-    methods: str = typer.Option("baseline,pasted", "--methods"), seeds: int = ExpSeeds,
+    methods: str = typer.Option("baseline,pasted", "--methods"),
+    seeds: int = ExpSeeds,
     augment_size: int = typer.Option(500, "--augment-size", help="Synthetic pairs added (thesis: 500)."),
-    sizes: str | None = ExpSizes, pool: list[str] = PoolOpt,
+    sizes: str | None = ExpSizes,
+    pool: list[str] = PoolOpt,
     encoder: str | None = typer.Option(None, "--encoder"),
     healthy_share: float = typer.Option(0.0, "--healthy-share"),
     threshold: float = typer.Option(0.9, "--threshold"),
-    preset: str = PresetOpt, iterations: int | None = IterOpt, val_every: int | None = ValEveryOpt,
-    batch_size: int | None = BatchOpt, lr: float | None = LrOpt, device: str = DeviceOpt, quiet: bool = QuietOpt,
+    preset: str = PresetOpt,
+    iterations: int | None = IterOpt,
+    val_every: int | None = ValEveryOpt,
+    batch_size: int | None = BatchOpt,
+    lr: float | None = LrOpt,
+    device: str = DeviceOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Table 3.3 / A.2: segmenter metrics per method, mean ± std over seeds, with verdicts."""
     chosen = _preset(preset)
-    spec = SegmenterSpec(**{**chosen.segmenter.to_dict(), "input_px": _patch_px(patches_dir),
-                            **({"encoder": ENCODER_PRESETS.get(encoder, encoder)} if encoder else {})})
+    spec = SegmenterSpec(
+        **{
+            **chosen.segmenter.to_dict(),
+            "input_px": _patch_px(patches_dir),
+            **({"encoder": ENCODER_PRESETS.get(encoder, encoder)} if encoder else {}),
+        }
+    )
     schedule = _schedule(chosen.segmenter_schedule, iterations, val_every, batch_size, lr, None, device)
-    _experiment("segmentation", patches_dir, out, methods, seeds, augment_size, sizes, pool, chosen, spec, schedule,
-                quiet, healthy_share=healthy_share, threshold=threshold)
+    _experiment(
+        "segmentation",
+        patches_dir,
+        out,
+        methods,
+        seeds,
+        augment_size,
+        sizes,
+        pool,
+        chosen,
+        spec,
+        schedule,
+        quiet,
+        healthy_share=healthy_share,
+        threshold=threshold,
+    )
+
+
+def export(
+    model_dir: Path = typer.Argument(..., help="Run folder (or model.pt) of a trained classifier or segmenter."),
+    bundle_dir: Path = typer.Argument(..., help="Bundle folder to create (model.onnx + bundle.json)."),
+    patches: Path | None = typer.Option(None, "--patches", help="Patch set whose patches check ONNX parity."),
+    name: str | None = typer.Option(None, "--name", help="Model name in the manifest."),
+    version: str = typer.Option("0.1.0", "--version", help="Semantic version of the bundle."),
+    opset: int = typer.Option(17, "--opset", min=17),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Export a trained model as an edge bundle; fails unless ONNX Runtime matches PyTorch (1e-4)."""
+    from training.export import export_bundle
+
+    report = export_bundle(
+        model_dir, bundle_dir, patches=patches, name=name, version=version, opset=opset, overwrite=overwrite
+    )
+    out_console.print_json(report.model_dump_json())

@@ -1,15 +1,13 @@
 """Training loops, split/augment rules and the experiment runner on tiny models (seconds, not minutes)."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from training.data.paste import PasteOptions, make_pasted
-from training.data.patchset import load_patchset
 from training.experiments.data import PatchLibrary, split_records
-from training.experiments.report import markdown_table, verdict, VIEWS
+from training.experiments.report import VIEWS, markdown_table, verdict
 from training.experiments.runner import ExperimentConfig, planned_runs, read_runs, run_experiment
 from training.experiments.sources import MissingPoolError, draw_from_pool, open_pool
 from training.models.checkpoint import load_checkpoint
@@ -38,8 +36,16 @@ def _data(patchset, val_seed=None):
 def test_classifier_run_writes_a_loadable_checkpoint_and_its_metrics(small_patchset, tmp_path):
     data = _data(small_patchset)
     result = train_classifier(data, TINY, TINY_SCHEDULE, tmp_path / "run", {"name": "t"}, progress=False)
-    for key in ("test_f1", "test_auroc", "test_pr_auc", "test_f1_always_defective", "threshold", "val_auroc",
-                "train_auroc", "test_tuned_f1"):
+    for key in (
+        "test_f1",
+        "test_auroc",
+        "test_pr_auc",
+        "test_f1_always_defective",
+        "threshold",
+        "val_auroc",
+        "train_auroc",
+        "test_tuned_f1",
+    ):
         assert key in result
     assert 0 <= result["test_accuracy"] <= 1 and result["best_iteration"] in (3, 6)
     assert {"model.pt", "metrics.jsonl", "curves.png"} <= {p.name for p in (tmp_path / "run").iterdir()}
@@ -78,20 +84,29 @@ def test_synthetic_patches_only_join_training_and_never_leak_validation_groups(s
 
 
 def test_a_missing_pool_is_named_before_any_training(small_patchset, tmp_path):
-    config = ExperimentConfig(task="classification", methods=("baseline", "gan"), seeds=1, sizes=(5,),
-                              schedule=TINY_SCHEDULE, spec=TINY)
+    config = ExperimentConfig(
+        task="classification", methods=("baseline", "gan"), seeds=1, sizes=(5,), schedule=TINY_SCHEDULE, spec=TINY
+    )
     with pytest.raises(MissingPoolError, match="origin 'gan'.*--pool gan=DIR"):
         run_experiment(small_patchset.root, tmp_path / "exp", config, progress=False)
     assert read_runs(tmp_path / "exp") == []
 
 
 def test_experiment_runs_pairs_resumes_and_tabulates(small_patchset, pasted_pool, tmp_path):
-    config = ExperimentConfig(task="classification", methods=("baseline", "weighted", "pasted"), seeds=2,
-                              sizes=(6,), schedule=TINY_SCHEDULE, spec=TINY, pools={"pasted": str(pasted_pool)})
+    config = ExperimentConfig(
+        task="classification",
+        methods=("baseline", "weighted", "pasted"),
+        seeds=2,
+        sizes=(6,),
+        schedule=TINY_SCHEDULE,
+        spec=TINY,
+        pools={"pasted": str(pasted_pool)},
+    )
     assert len(planned_runs(config)) == 6
     rows = run_experiment(small_patchset.root, tmp_path / "exp", config, progress=False)
     assert sorted(r["key"] for r in rows) == sorted(
-        ["baseline-n0-s0", "weighted-n6-s0", "pasted-n6-s0", "baseline-n0-s1", "weighted-n6-s1", "pasted-n6-s1"])
+        ["baseline-n0-s0", "weighted-n6-s0", "pasted-n6-s0", "baseline-n0-s1", "weighted-n6-s1", "pasted-n6-s1"]
+    )
     assert all(int(r["synthetic_drawn"]) == 6 for r in rows if r["method"] == "pasted")
     before = (tmp_path / "exp" / "runs.csv").read_bytes()
     run_experiment(small_patchset.root, tmp_path / "exp", config, progress=False)
@@ -104,23 +119,35 @@ def test_experiment_runs_pairs_resumes_and_tabulates(small_patchset, pasted_pool
 
 
 def _row(method, seed, f1, auroc, val_auroc=0.9):
-    return {"method": method, "size": "0" if method == "baseline" else "100", "seed": str(seed),
-            "test_f1": f1, "test_auroc": auroc, "val_auroc": val_auroc}
+    return {
+        "method": method,
+        "size": "0" if method == "baseline" else "100",
+        "seed": str(seed),
+        "test_f1": f1,
+        "test_auroc": auroc,
+        "val_auroc": val_auroc,
+    }
 
 
 def test_verdict_rule_claims_only_clear_paired_gains_over_a_learned_baseline():
     view = VIEWS["classification"]
     clear = [_row("baseline", s, 0.30, 0.90) for s in range(3)] + [
-        _row("gan", 0, 0.40, 0.91), _row("gan", 1, 0.41, 0.92), _row("gan", 2, 0.39, 0.90)]
+        _row("gan", 0, 0.40, 0.91),
+        _row("gan", 1, 0.41, 0.92),
+        _row("gan", 2, 0.39, 0.90),
+    ]
     assert verdict(clear, ("gan", 100), view).startswith("gain")
     noisy = [_row("baseline", s, 0.30, 0.90) for s in range(3)] + [
-        _row("gan", 0, 0.60, 0.91), _row("gan", 1, 0.20, 0.92), _row("gan", 2, 0.31, 0.90)]
+        _row("gan", 0, 0.60, 0.91),
+        _row("gan", 1, 0.20, 0.92),
+        _row("gan", 2, 0.31, 0.90),
+    ]
     assert verdict(noisy, ("gan", 100), view).startswith("no claim"), "mean +0.07 but SE 0.12"
-    auroc_falls = [_row("baseline", s, 0.30, 0.90) for s in range(3)] + [
-        _row("gan", s, 0.40, 0.85) for s in range(3)]
+    auroc_falls = [_row("baseline", s, 0.30, 0.90) for s in range(3)] + [_row("gan", s, 0.40, 0.85) for s in range(3)]
     assert verdict(auroc_falls, ("gan", 100), view).startswith("no claim")
     unlearned = [_row("baseline", s, 0.30, 0.60, val_auroc=0.6) for s in range(3)] + [
-        _row("gan", s, 0.50, 0.95) for s in range(3)]
+        _row("gan", s, 0.50, 0.95) for s in range(3)
+    ]
     assert verdict(unlearned, ("gan", 100), view).startswith("baseline not learned")
 
 
@@ -128,11 +155,13 @@ def test_segmenter_run_reports_the_thesis_metrics(small_patchset, tmp_path):
     split = split_records(small_patchset, None)
     library = PatchLibrary(small_patchset)
     defect = lambda rows: [r for r in rows if r.has_defect]  # noqa: E731
-    data = SegmenterData(library.select(defect(split.train)), library.select(defect(split.val)),
-                         library.select(defect(split.test)))
+    data = SegmenterData(
+        library.select(defect(split.train)), library.select(defect(split.val)), library.select(defect(split.test))
+    )
     spec = SegmenterSpec(encoder="resnet18", input_px=32)
-    result = train_segmenter(data, spec, Schedule(iterations=2, val_every=2, batch_size=4), tmp_path / "seg", {},
-                             progress=False)
+    result = train_segmenter(
+        data, spec, Schedule(iterations=2, val_every=2, batch_size=4), tmp_path / "seg", {}, progress=False
+    )
     for key in ("test_defect_iou", "test_healthy_iou", "test_mean_iou", "test_patch_f1_k1", "val_defect_iou"):
         assert key in result
     assert load_checkpoint(tmp_path / "seg").task == "segmenter"

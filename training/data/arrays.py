@@ -55,8 +55,9 @@ def load_arrays(patchset: PatchSet, records: Sequence[PatchRecord], progress: bo
     first = patchset.read_image(records[0])
     images = np.empty((len(records), *first.shape), dtype=np.uint8)
     masks = np.empty((len(records), *first.shape[:2]), dtype=np.uint8)
-    for index, record in enumerate(tqdm(records, desc=f"read {patchset.root.name}", unit="patch",
-                                        disable=not progress)):
+    for index, record in enumerate(
+        tqdm(records, desc=f"read {patchset.root.name}", unit="patch", disable=not progress)
+    ):
         images[index] = patchset.read_image(record)
         masks[index] = patchset.read_mask(record)
     return PatchArrays(images, masks, tuple(records))

@@ -32,15 +32,40 @@ class TaskView:
 
 VIEWS = {
     CLASSIFICATION: TaskView(
-        columns=(("test_accuracy", "accuracy"), ("test_precision", "precision"), ("test_recall", "recall"),
-                 ("test_f1", "F1"), ("test_tuned_f1", "F1 (val-tuned thr.)"), ("test_auroc", "AUROC"),
-                 ("test_pr_auc", "PR-AUC"), ("val_auroc", "val AUROC"), ("train_auroc", "train AUROC")),
-        main="test_f1", secondary="test_auroc", gate="val_auroc", gate_min=0.8, min_gain=0.05),
+        columns=(
+            ("test_accuracy", "accuracy"),
+            ("test_precision", "precision"),
+            ("test_recall", "recall"),
+            ("test_f1", "F1"),
+            ("test_tuned_f1", "F1 (val-tuned thr.)"),
+            ("test_auroc", "AUROC"),
+            ("test_pr_auc", "PR-AUC"),
+            ("val_auroc", "val AUROC"),
+            ("train_auroc", "train AUROC"),
+        ),
+        main="test_f1",
+        secondary="test_auroc",
+        gate="val_auroc",
+        gate_min=0.8,
+        min_gain=0.05,
+    ),
     "segmentation": TaskView(
-        columns=(("test_defect_iou", "defect IoU"), ("test_healthy_iou", "healthy IoU"), ("test_mean_iou", "mean IoU"),
-                 ("test_defect_iou_patch_mean", "defect IoU (per patch)"), ("test_patch_precision_k1", "precision"),
-                 ("test_patch_recall_k1", "recall"), ("test_patch_f1_k1", "F1"), ("val_defect_iou", "val defect IoU")),
-        main="test_defect_iou", secondary="test_mean_iou", gate="val_defect_iou", gate_min=0.25, min_gain=0.03),
+        columns=(
+            ("test_defect_iou", "defect IoU"),
+            ("test_healthy_iou", "healthy IoU"),
+            ("test_mean_iou", "mean IoU"),
+            ("test_defect_iou_patch_mean", "defect IoU (per patch)"),
+            ("test_patch_precision_k1", "precision"),
+            ("test_patch_recall_k1", "recall"),
+            ("test_patch_f1_k1", "F1"),
+            ("val_defect_iou", "val defect IoU"),
+        ),
+        main="test_defect_iou",
+        secondary="test_mean_iou",
+        gate="val_defect_iou",
+        gate_min=0.25,
+        min_gain=0.03,
+    ),
 }
 
 
@@ -74,8 +99,10 @@ def verdict(rows: list[dict], arm: tuple[str, int], view: TaskView) -> str:
     deltas = np.array([_float(a[view.main]) - _float(b[view.main]) for a, b in pairs])
     secondary = np.array([_float(a[view.secondary]) - _float(b[view.secondary]) for a, b in pairs])
     mean, se = float(np.mean(deltas)), float(np.std(deltas, ddof=1) / math.sqrt(len(deltas)))
-    text = f"Δ{view.main.removeprefix('test_')} {mean:+.4f} (SE {se:.4f}), Δ{view.secondary.removeprefix('test_')} " \
-           f"{float(np.mean(secondary)):+.4f}"
+    text = (
+        f"Δ{view.main.removeprefix('test_')} {mean:+.4f} (SE {se:.4f}), Δ{view.secondary.removeprefix('test_')} "
+        f"{float(np.mean(secondary)):+.4f}"
+    )
     if mean > max(view.min_gain, 2 * se) and float(np.mean(secondary)) >= 0:
         return "gain: " + text
     return "no claim: " + text
@@ -87,8 +114,12 @@ def markdown_table(rows: list[dict], task: str, title: str = "") -> str:
     arms: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for row in rows:
         arms[(row["method"], int(row["size"]))].append(row)
-    lines = [f"## {title}" if title else "", "", f"Verdict rule: {__doc__.split('Verdict rule, stated in every table: ')[1]}"
-             .replace("\n", " ").strip(), ""]
+    lines = [
+        f"## {title}" if title else "",
+        "",
+        f"Verdict rule: {__doc__.split('Verdict rule, stated in every table: ')[1]}".replace("\n", " ").strip(),
+        "",
+    ]
     header = ["method", "synthetic", "runs", *[h for _, h in view.columns], "verdict vs baseline"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm, arm_rows in sorted(arms.items(), key=lambda item: (item[0][0] != "baseline", item[0])):
@@ -97,20 +128,37 @@ def markdown_table(rows: list[dict], task: str, title: str = "") -> str:
         cells.append("reference" if arm[0] == "baseline" else verdict(rows, arm, view))
         lines.append("| " + " | ".join(cells) + " |")
     if task == CLASSIFICATION and rows:
-        pi = np.nanmean([_float(r.get("test_positives")) / max(1.0, _float(r.get("test_positives"))
-                                                              + _float(r.get("test_negatives"))) for r in rows])
-        lines += ["", f"Always-defective reference F1 = 2π/(1+π) = {2 * pi / (1 + pi):.4f} (test defect share π = "
-                      f"{pi:.4f}). Thesis baseline F1: 0.1668."]
+        pi = np.nanmean(
+            [
+                _float(r.get("test_positives"))
+                / max(1.0, _float(r.get("test_positives")) + _float(r.get("test_negatives")))
+                for r in rows
+            ]
+        )
+        lines += [
+            "",
+            f"Always-defective reference F1 = 2π/(1+π) = {2 * pi / (1 + pi):.4f} (test defect share π = "
+            f"{pi:.4f}). Thesis baseline F1: 0.1668.",
+        ]
     recall_columns = sorted({k for r in rows for k in r if k.startswith("recall_") and r[k] != ""})
     if recall_columns:
-        lines += ["", "Per-class test recall (mean over runs):", "",
-                  "| method | synthetic | " + " | ".join(c.removeprefix("recall_") for c in recall_columns) + " |",
-                  "|" + "---|" * (len(recall_columns) + 2)]
+        lines += [
+            "",
+            "Per-class test recall (mean over runs):",
+            "",
+            "| method | synthetic | " + " | ".join(c.removeprefix("recall_") for c in recall_columns) + " |",
+            "|" + "---|" * (len(recall_columns) + 2),
+        ]
         for arm, arm_rows in sorted(arms.items()):
             values = [f"{np.nanmean([_float(r.get(c)) for r in arm_rows]):.3f}" for c in recall_columns]
             lines.append(f"| {arm[0]} | {arm[1]} | " + " | ".join(values) + " |")
-    lines += ["", "Every run:", "", "| run | " + " | ".join(h for _, h in view.columns) + " | seconds |",
-              "|" + "---|" * (len(view.columns) + 2)]
+    lines += [
+        "",
+        "Every run:",
+        "",
+        "| run | " + " | ".join(h for _, h in view.columns) + " | seconds |",
+        "|" + "---|" * (len(view.columns) + 2),
+    ]
     for row in rows:
         values = [f"{_float(row.get(c)):.4f}" for c, _ in view.columns]
         lines.append(f"| {row['key']} | " + " | ".join(values) + f" | {row.get('train_seconds', '')} |")
@@ -125,8 +173,11 @@ def plot_sweep(rows: list[dict], task: str, out_png: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     view = VIEWS[task]
-    metrics = ("test_f1", "test_recall", "test_precision", "test_auroc") if task == CLASSIFICATION else (
-        "test_defect_iou", "test_mean_iou", "test_patch_recall_k1")
+    metrics = (
+        ("test_f1", "test_recall", "test_precision", "test_auroc")
+        if task == CLASSIFICATION
+        else ("test_defect_iou", "test_mean_iou", "test_patch_recall_k1")
+    )
     methods = sorted({r["method"] for r in rows})
     figure, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4))
     baseline = [r for r in rows if r["method"] == "baseline"]
@@ -135,8 +186,10 @@ def plot_sweep(rows: list[dict], task: str, out_png: Path) -> Path | None:
             if method == "baseline":
                 continue
             sizes = sorted({int(r["size"]) for r in rows if r["method"] == method})
-            means = [np.nanmean([_float(r[metric]) for r in rows if r["method"] == method and int(r["size"]) == s])
-                     for s in sizes]
+            means = [
+                np.nanmean([_float(r[metric]) for r in rows if r["method"] == method and int(r["size"]) == s])
+                for s in sizes
+            ]
             if baseline:
                 sizes, means = [0, *sizes], [np.nanmean([_float(r[metric]) for r in baseline]), *means]
             axis.plot(sizes, means, marker="o", label=method)

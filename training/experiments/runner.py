@@ -44,8 +44,14 @@ class ExperimentConfig:
 
     def identity(self) -> dict:
         """What must match for runs of an existing OUT to be reused."""
-        return {"task": self.task, "schedule": self.schedule.to_dict(), "spec": self.spec.to_dict(),
-                "val_fraction": self.val_fraction, "healthy_share": self.healthy_share, "threshold": self.threshold}
+        return {
+            "task": self.task,
+            "schedule": self.schedule.to_dict(),
+            "spec": self.spec.to_dict(),
+            "val_fraction": self.val_fraction,
+            "healthy_share": self.healthy_share,
+            "threshold": self.threshold,
+        }
 
 
 def run_key(method: str, size: int, seed: int) -> str:
@@ -93,8 +99,18 @@ def _flatten(result: dict) -> dict:
     return flat
 
 
-def _run(config: ExperimentConfig, library: PatchLibrary, split: SplitRecords, method: Method, size: int, seed: int,
-         pools: dict, run_dir: Path, context: dict, progress: bool) -> dict:
+def _run(
+    config: ExperimentConfig,
+    library: PatchLibrary,
+    split: SplitRecords,
+    method: Method,
+    size: int,
+    seed: int,
+    pools: dict,
+    run_dir: Path,
+    context: dict,
+    progress: bool,
+) -> dict:
     rng = np.random.default_rng([seed, size, 7])
     train_records = list(split.train)
     val_records, test_records = split.val, split.test
@@ -122,8 +138,14 @@ def _run(config: ExperimentConfig, library: PatchLibrary, split: SplitRecords, m
             weights = weighted_sampling_weights(labels, float(target))
         data = ClassifierData(train, library.select(val_records), library.select(test_records), weights)
         result = train_classifier(data, config.spec, schedule, run_dir, context, progress)
-    return {"key": run_key(method.key, size, seed), "method": method.key, "size": size, "seed": seed,
-            "synthetic_drawn": drawn, **_flatten(result)}
+    return {
+        "key": run_key(method.key, size, seed),
+        "method": method.key,
+        "size": size,
+        "seed": seed,
+        "synthetic_drawn": drawn,
+        **_flatten(result),
+    }
 
 
 def run_experiment(patches_dir: Path, out_dir: Path, config: ExperimentConfig, progress: bool = True) -> list[dict]:
@@ -143,16 +165,29 @@ def run_experiment(patches_dir: Path, out_dir: Path, config: ExperimentConfig, p
     for origin in sorted(needed):
         pool = open_pool(origin, pool_paths)  # fails before any training when a pool is missing
         pools[origin] = (pool, PatchLibrary(pool, progress))
-    write_json_atomic(identity_path, {
-        "identity": config.identity(), "methods": list(config.methods), "seeds": config.seeds,
-        "sizes": list(config.sizes), "pools": config.pools, "patches": str(Path(patches_dir).resolve()),
-        "provenance": provenance(f"experiment {config.task}", config.identity(), None,
-                                 inputs={"dataset": patchset.meta.get("dataset", {}).get("fingerprint", "")}),
-    })
+    write_json_atomic(
+        identity_path,
+        {
+            "identity": config.identity(),
+            "methods": list(config.methods),
+            "seeds": config.seeds,
+            "sizes": list(config.sizes),
+            "pools": config.pools,
+            "patches": str(Path(patches_dir).resolve()),
+            "provenance": provenance(
+                f"experiment {config.task}",
+                config.identity(),
+                None,
+                inputs={"dataset": patchset.meta.get("dataset", {}).get("fingerprint", "")},
+            ),
+        },
+    )
     done = {row["key"] for row in read_runs(out_dir)}
     library = PatchLibrary(patchset, progress)
-    context = {"geometry": patchset.meta.get("geometry", {}),
-               "data_fingerprint": patchset.meta.get("dataset", {}).get("fingerprint", "")}
+    context = {
+        "geometry": patchset.meta.get("geometry", {}),
+        "data_fingerprint": patchset.meta.get("dataset", {}).get("fingerprint", ""),
+    }
     splits: dict[int, SplitRecords] = {}
     for method_key, size, seed in planned_runs(config):
         key = run_key(method_key, size, seed)
@@ -161,7 +196,17 @@ def run_experiment(patches_dir: Path, out_dir: Path, config: ExperimentConfig, p
         if seed not in splits:
             splits[seed] = split_records(patchset, val_seed=seed, val_fraction=config.val_fraction)
         print(f"run {key}", flush=True)
-        row = _run(config, library, splits[seed], get_method(method_key), size, seed, pools,
-                   out_dir / "runs" / key, {**context, "name": key}, progress)
+        row = _run(
+            config,
+            library,
+            splits[seed],
+            get_method(method_key),
+            size,
+            seed,
+            pools,
+            out_dir / "runs" / key,
+            {**context, "name": key},
+            progress,
+        )
         _append_run(out_dir, row)
     return read_runs(out_dir)

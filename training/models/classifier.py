@@ -4,7 +4,9 @@ The exported module takes what the edge can produce without torch: float32 NCHW 
 [0, 1] (uint8 / 255) at the bundle's patch size. Normalisation and the optional
 internal down-scaling live inside the module, so ONNX carries them and the edge cannot
 get them wrong. Grayscale: the first convolution takes one channel (``in_channels=1``)
-instead of replicating gray three times; the bundle records it.
+instead of replicating gray three times; the bundle records it. ``pooling="max"`` swaps
+the global average pool for a global max pool: a defect covering 2 % of a patch is
+diluted fifty-fold by averaging, while the max keeps its strongest response.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class ClassifierSpec:
     width: float = 1.0  # channel multiplier of the ResNet-18 topology (1.0 = torchvision resnet18)
     mean: float = 0.5
     std: float = 0.25
+    pooling: str = "avg"  # "avg" (torchvision) or "max": a tiny defect is not averaged away
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +63,8 @@ def _backbone(spec: ClassifierSpec) -> nn.Module:
     if spec.in_channels != 3:
         old = model.conv1
         model.conv1 = nn.Conv2d(spec.in_channels, old.out_channels, kernel_size=7, stride=2, padding=3, bias=False)
+    if spec.pooling == "max":
+        model.avgpool = nn.AdaptiveMaxPool2d(1)
     return model
 
 
@@ -84,6 +89,8 @@ def create_classifier(spec: ClassifierSpec) -> PatchClassifier:
     """Build a classifier by spec; unknown names list the valid ones."""
     if spec.name not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {spec.name!r}; choose one of {sorted(CLASSIFIERS)}")
+    if spec.pooling not in ("avg", "max"):
+        raise ValueError(f"unknown pooling {spec.pooling!r}; choose avg or max")
     if spec.width <= 0 or spec.internal_px <= 0:
         raise ValueError(f"width and internal_px must be positive, got {spec.width}, {spec.internal_px}")
     return PatchClassifier(spec)

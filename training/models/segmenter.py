@@ -35,8 +35,9 @@ class PatchSegmenter(nn.Module):
     def __init__(self, spec: SegmenterSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.net = smp.create_model(spec.arch, encoder_name=spec.encoder, encoder_weights=None,
-                                    in_channels=spec.in_channels, classes=1)
+        self.net = smp.create_model(
+            spec.arch, encoder_name=spec.encoder, encoder_weights=None, in_channels=spec.in_channels, classes=1
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.spec.mean) / self.spec.std)

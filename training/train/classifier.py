@@ -101,8 +101,9 @@ def train_classifier(
         load_matching(model, init_state)
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
-    lr_schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=schedule.lr, total_steps=schedule.iterations,
-                                                      pct_start=0.15)
+    lr_schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=schedule.lr, total_steps=schedule.iterations, pct_start=0.15
+    )
     labels = data.train.labels
     probabilities = None
     if data.sample_weights is not None:
@@ -130,17 +131,22 @@ def train_classifier(
             key = (metrics["f1"], 0.0 if np.isnan(metrics["auroc"]) else metrics["auroc"])
             if key > best:
                 best, best_iteration, best_state = key, iteration, copy.deepcopy(model.state_dict())
-            log.write(iteration=iteration, **{"train/loss": float(np.mean(losses[-schedule.val_every:]))},
-                      **{f"val/{k}": metrics[k] for k in ("f1", "auroc", "pr_auc", "precision", "recall")})
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", val_f1=f"{metrics['f1']:.3f}",
-                            val_auroc=f"{metrics['auroc']:.3f}")
+            log.write(
+                iteration=iteration,
+                **{"train/loss": float(np.mean(losses[-schedule.val_every :]))},
+                **{f"val/{k}": metrics[k] for k in ("f1", "auroc", "pr_auc", "precision", "recall")},
+            )
+            bar.set_postfix(
+                loss=f"{np.mean(losses[-50:]):.3f}", val_f1=f"{metrics['f1']:.3f}", val_auroc=f"{metrics['auroc']:.3f}"
+            )
     train_seconds = time.perf_counter() - started
     model.load_state_dict(best_state)
     return _evaluate(model, data, spec, schedule, out_dir, context, device, best_iteration, train_seconds, rng)
 
 
-def _evaluate(model, data: ClassifierData, spec, schedule, out_dir, context, device, best_iteration,
-              train_seconds, rng) -> dict:
+def _evaluate(
+    model, data: ClassifierData, spec, schedule, out_dir, context, device, best_iteration, train_seconds, rng
+) -> dict:
     val_scores = _scores(model, data.val, device)
     threshold, _ = tune_threshold(data.val.labels, val_scores)
     test_scores = _scores(model, data.test, device)
@@ -161,13 +167,18 @@ def _evaluate(model, data: ClassifierData, spec, schedule, out_dir, context, dev
         "train_seconds": round(train_seconds, 1),
         "train_patches": len(data.train),
         "train_defect_share": float(data.train.labels.mean()),
-        "per_class_recall": per_class_recall(test_labels, test_scores >= 0.5,
-                                             [record.label for record in data.test.records]),
+        "per_class_recall": per_class_recall(
+            test_labels, test_scores >= 0.5, [record.label for record in data.test.records]
+        ),
     }
     checkpoint = Checkpoint(
-        task="classifier", spec=spec.to_dict(), state_dict={k: v.cpu() for k, v in model.state_dict().items()},
-        threshold=float(threshold), geometry=context.get("geometry", {}),
-        data_fingerprint=context.get("data_fingerprint", ""), class_names=["good", "defect"],
+        task="classifier",
+        spec=spec.to_dict(),
+        state_dict={k: v.cpu() for k, v in model.state_dict().items()},
+        threshold=float(threshold),
+        geometry=context.get("geometry", {}),
+        data_fingerprint=context.get("data_fingerprint", ""),
+        class_names=["good", "defect"],
         metrics={k: float(v) for k, v in result.items() if isinstance(v, int | float)},
         name=context.get("name", "classifier"),
     )

@@ -71,8 +71,10 @@ def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
 def predict(model: torch.nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 256) -> np.ndarray:
     """Sigmoid outputs for all images, in batches."""
     model.eval()
-    outputs = [torch.sigmoid(model(to_tensor(images[i : i + batch_size], device))).cpu().numpy()
-               for i in range(0, len(images), batch_size)]
+    outputs = [
+        torch.sigmoid(model(to_tensor(images[i : i + batch_size], device))).cpu().numpy()
+        for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(outputs)
 
 

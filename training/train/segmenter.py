@@ -80,8 +80,9 @@ def train_segmenter(
     model = create_segmenter(spec).to(device)
     dice = smp.losses.DiceLoss(mode="binary", from_logits=True, ignore_index=_IGNORE_TARGET)
     optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
-    lr_schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=schedule.lr, total_steps=schedule.iterations,
-                                                      pct_start=0.15)
+    lr_schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=schedule.lr, total_steps=schedule.iterations, pct_start=0.15
+    )
     log = MetricsLog(out_dir / "metrics.jsonl")
     best, best_state, best_iteration, losses = -1.0, None, 0, []
     started = time.perf_counter()
@@ -101,8 +102,11 @@ def train_segmenter(
             score = -1.0 if np.isnan(metrics["defect_iou"]) else metrics["defect_iou"]
             if score > best:
                 best, best_iteration, best_state = score, iteration, copy.deepcopy(model.state_dict())
-            log.write(iteration=iteration, **{"train/loss": float(np.mean(losses[-schedule.val_every:]))},
-                      **{f"val/{k}": metrics[k] for k in ("defect_iou", "mean_iou", "patch_f1_k1")})
+            log.write(
+                iteration=iteration,
+                **{"train/loss": float(np.mean(losses[-schedule.val_every :]))},
+                **{f"val/{k}": metrics[k] for k in ("defect_iou", "mean_iou", "patch_f1_k1")},
+            )
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", val_iou=f"{metrics['defect_iou']:.3f}")
     train_seconds = time.perf_counter() - started
     model.load_state_dict(best_state)
@@ -117,9 +121,14 @@ def train_segmenter(
         "train_patches": len(data.train),
     }
     checkpoint = Checkpoint(
-        task="segmenter", spec=model.spec.to_dict(), state_dict={k: v.cpu() for k, v in model.state_dict().items()},
-        threshold=threshold, geometry=context.get("geometry", {}), data_fingerprint=context.get("data_fingerprint", ""),
-        class_names=["good", "defect"], metrics={k: float(v) for k, v in result.items()},
+        task="segmenter",
+        spec=model.spec.to_dict(),
+        state_dict={k: v.cpu() for k, v in model.state_dict().items()},
+        threshold=threshold,
+        geometry=context.get("geometry", {}),
+        data_fingerprint=context.get("data_fingerprint", ""),
+        class_names=["good", "defect"],
+        metrics={k: float(v) for k, v in result.items()},
         name=context.get("name", "segmenter"),
     )
     save_checkpoint(out_dir / CHECKPOINT_NAME, checkpoint)

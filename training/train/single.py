@@ -25,8 +25,9 @@ from training.train.schedule import Schedule
 from training.train.segmenter import SegmenterData, train_segmenter
 
 
-def _with_pools(train: PatchArrays, augment: list[str], pool: list[str], train_groups: set[str],
-                rng: np.random.Generator) -> tuple[PatchArrays, dict[str, int]]:
+def _with_pools(
+    train: PatchArrays, augment: list[str], pool: list[str], train_groups: set[str], rng: np.random.Generator
+) -> tuple[PatchArrays, dict[str, int]]:
     counts, pools = parse_augment(augment), parse_pools(pool)
     drawn: dict[str, int] = {}
     parts = [train]
@@ -40,8 +41,11 @@ def _with_pools(train: PatchArrays, augment: list[str], pool: list[str], train_g
 
 
 def _context(patchset, name: str) -> dict:
-    return {"geometry": patchset.meta.get("geometry", {}), "name": name,
-            "data_fingerprint": patchset.meta.get("dataset", {}).get("fingerprint", "")}
+    return {
+        "geometry": patchset.meta.get("geometry", {}),
+        "name": name,
+        "data_fingerprint": patchset.meta.get("dataset", {}).get("fingerprint", ""),
+    }
 
 
 def load_init_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -57,9 +61,18 @@ def load_init_weights(path: Path) -> dict[str, torch.Tensor]:
         return state
 
 
-def train_classifier_command(patches_dir: Path, out: Path, spec: ClassifierSpec, schedule: Schedule,
-                             augment: list[str], pool: list[str], weighted: bool, init_weights: Path | None,
-                             val_seed: int | None, progress: bool = True) -> dict:
+def train_classifier_command(
+    patches_dir: Path,
+    out: Path,
+    spec: ClassifierSpec,
+    schedule: Schedule,
+    augment: list[str],
+    pool: list[str],
+    weighted: bool,
+    init_weights: Path | None,
+    val_seed: int | None,
+    progress: bool = True,
+) -> dict:
     patchset = load_patchset(patches_dir)
     split = split_records(patchset, val_seed)
     library = PatchLibrary(patchset, progress)
@@ -73,33 +86,72 @@ def train_classifier_command(patches_dir: Path, out: Path, spec: ClassifierSpec,
         weights = weighted_sampling_weights(labels, float((labels.sum() + added) / (len(labels) + added)))
     data = ClassifierData(train, library.select(split.val), library.select(split.test), weights)
     with atomic_output_dir(out) as tmp:
-        config = {"spec": spec.to_dict(), "schedule": schedule.to_dict(), "augment": augment, "pools": pool,
-                  "drawn": drawn, "weighted_sampling": weighted, "val_seed": val_seed,
-                  "init_weights": str(init_weights) if init_weights else None}
-        write_json_atomic(tmp / "config.json", provenance("classifier train", config, schedule.seed,
-                                                          inputs={"patches": str(Path(patches_dir).resolve())}))
-        result = train_classifier(data, spec, schedule, tmp, _context(patchset, "classifier"), progress,
-                                  init_state=load_init_weights(init_weights) if init_weights else None)
+        config = {
+            "spec": spec.to_dict(),
+            "schedule": schedule.to_dict(),
+            "augment": augment,
+            "pools": pool,
+            "drawn": drawn,
+            "weighted_sampling": weighted,
+            "val_seed": val_seed,
+            "init_weights": str(init_weights) if init_weights else None,
+        }
+        write_json_atomic(
+            tmp / "config.json",
+            provenance("classifier train", config, schedule.seed, inputs={"patches": str(Path(patches_dir).resolve())}),
+        )
+        result = train_classifier(
+            data,
+            spec,
+            schedule,
+            tmp,
+            _context(patchset, "classifier"),
+            progress,
+            init_state=load_init_weights(init_weights) if init_weights else None,
+        )
         write_json_atomic(tmp / "result.json", result)
     return result
 
 
-def train_segmenter_command(patches_dir: Path, out: Path, spec: SegmenterSpec, schedule: Schedule,
-                            augment: list[str], pool: list[str], healthy_share: float, threshold: float,
-                            val_seed: int | None, progress: bool = True) -> dict:
+def train_segmenter_command(
+    patches_dir: Path,
+    out: Path,
+    spec: SegmenterSpec,
+    schedule: Schedule,
+    augment: list[str],
+    pool: list[str],
+    healthy_share: float,
+    threshold: float,
+    val_seed: int | None,
+    progress: bool = True,
+) -> dict:
     patchset = load_patchset(patches_dir)
     split = split_records(patchset, val_seed)
     library = PatchLibrary(patchset, progress)
     rng = np.random.default_rng([schedule.seed, 13])
-    train, drawn = _with_pools(library.select(with_healthy(split.train, healthy_share, rng)), augment, pool,
-                               split.train_groups, rng)
-    data = SegmenterData(train, library.select(with_healthy(split.val, healthy_share, rng)),
-                         library.select(with_healthy(split.test, healthy_share, np.random.default_rng(0))))
+    train, drawn = _with_pools(
+        library.select(with_healthy(split.train, healthy_share, rng)), augment, pool, split.train_groups, rng
+    )
+    data = SegmenterData(
+        train,
+        library.select(with_healthy(split.val, healthy_share, rng)),
+        library.select(with_healthy(split.test, healthy_share, np.random.default_rng(0))),
+    )
     with atomic_output_dir(out) as tmp:
-        config = {"spec": spec.to_dict(), "schedule": schedule.to_dict(), "augment": augment, "pools": pool,
-                  "drawn": drawn, "healthy_share": healthy_share, "threshold": threshold, "val_seed": val_seed}
-        write_json_atomic(tmp / "config.json", provenance("segmenter train", config, schedule.seed,
-                                                          inputs={"patches": str(Path(patches_dir).resolve())}))
+        config = {
+            "spec": spec.to_dict(),
+            "schedule": schedule.to_dict(),
+            "augment": augment,
+            "pools": pool,
+            "drawn": drawn,
+            "healthy_share": healthy_share,
+            "threshold": threshold,
+            "val_seed": val_seed,
+        }
+        write_json_atomic(
+            tmp / "config.json",
+            provenance("segmenter train", config, schedule.seed, inputs={"patches": str(Path(patches_dir).resolve())}),
+        )
         result = train_segmenter(data, spec, schedule, tmp, _context(patchset, "segmenter"), threshold, progress)
         write_json_atomic(tmp / "result.json", result)
     return result
