@@ -233,7 +233,7 @@ def demo(
     config: Path | None = ConfigOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """The main job on the embedded default: synth -> import -> patches -> paste -> sample grids."""
+    """The main job on the embedded default: synth, import, patches, paste, grids, tiny models, bundles."""
     from training.pipeline import run_demo
 
     settings = _settings(config, {"seed": seed, "synth": {"width_px": width, "height_px": height}})

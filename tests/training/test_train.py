@@ -166,3 +166,22 @@ def test_segmenter_run_reports_the_thesis_metrics(small_patchset, tmp_path):
         assert key in result
     assert load_checkpoint(tmp_path / "seg").task == "segmenter"
     assert json.loads((tmp_path / "seg" / "metrics.jsonl").read_text().splitlines()[0])["iteration"] == 2
+
+
+def test_segmentation_experiment_trains_defective_patches_and_tabulates(small_patchset, pasted_pool, tmp_path):
+    config = ExperimentConfig(
+        task="segmentation",
+        methods=("baseline", "pasted"),
+        seeds=1,
+        sizes=(4,),
+        schedule=Schedule(iterations=2, val_every=2, batch_size=4),
+        spec=SegmenterSpec(encoder="tu-resnet10t", input_px=32),
+        pools={"pasted": str(pasted_pool)},
+    )
+    rows = run_experiment(small_patchset.root, tmp_path / "seg", config, progress=False)
+    assert [r["key"] for r in rows] == ["baseline-n0-s0", "pasted-n4-s0"]
+    assert all(r["test_defect_iou"] != "" for r in rows)
+    defective_train = sum(r.has_defect for r in split_records(small_patchset, 0).train)
+    assert int(rows[0]["train_patches"]) == defective_train, "segmenter trains on defective patches by default"
+    assert int(rows[1]["train_patches"]) == defective_train + 4
+    assert "defect IoU" in markdown_table(rows, "segmentation")
