@@ -94,6 +94,13 @@ def _patch_px(patches_dir: Path) -> int:
     return int(load_patchset(patches_dir).meta.get("geometry", {}).get("patch_px", 128))
 
 
+def _segmenter_spec(preset: Preset, encoder: str | None, patch_px: int) -> SegmenterSpec:
+    spec = {**preset.segmenter.to_dict(), "input_px": patch_px}
+    if encoder:
+        spec["encoder"] = ENCODER_PRESETS.get(encoder, encoder)
+    return SegmenterSpec(**spec)
+
+
 @classifier_app.command("train")
 def classifier_train(
     patches_dir: Path = typer.Argument(..., metavar="PATCHES", help="Real patch set."),
@@ -154,13 +161,7 @@ def segmenter_train(
     from training.train.single import train_segmenter_command
 
     chosen = _preset(preset)
-    spec = SegmenterSpec(
-        **{
-            **chosen.segmenter.to_dict(),
-            "input_px": _patch_px(patches_dir),
-            **({"encoder": ENCODER_PRESETS.get(encoder, encoder)} if encoder else {}),
-        }
-    )
+    spec = _segmenter_spec(chosen, encoder, _patch_px(patches_dir))
     schedule = _schedule(chosen.segmenter_schedule, iterations, val_every, batch_size, lr, seed, device)
     result = train_segmenter_command(
         patches_dir, out, spec, schedule, augment, pool, healthy_share, threshold, val_seed, progress=not quiet
@@ -262,13 +263,7 @@ def experiment_segmentation(
 ) -> None:
     """Table 3.3 / A.2: segmenter metrics per method, mean ± std over seeds, with verdicts."""
     chosen = _preset(preset)
-    spec = SegmenterSpec(
-        **{
-            **chosen.segmenter.to_dict(),
-            "input_px": _patch_px(patches_dir),
-            **({"encoder": ENCODER_PRESETS.get(encoder, encoder)} if encoder else {}),
-        }
-    )
+    spec = _segmenter_spec(chosen, encoder, _patch_px(patches_dir))
     schedule = _schedule(chosen.segmenter_schedule, iterations, val_every, batch_size, lr, None, device)
     _experiment(
         "segmentation",

@@ -16,14 +16,13 @@ Images of one physical part share a ``group`` so splits never separate them.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from training.data.table import ManifestError, read_rows
+from training.data.table import ManifestError, read_meta, read_rows
 
 DATASET_SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.csv"
@@ -97,18 +96,7 @@ def dataset_fingerprint(records: list[ImageRecord] | tuple[ImageRecord, ...]) ->
 def load_dataset(root: Path) -> Dataset:
     """Open a dataset folder; errors name the file and what was expected."""
     root = Path(root)
-    meta_path = root / META_NAME
-    if not meta_path.is_file():
-        raise ManifestError(f"{root}: not a dataset folder (no {META_NAME}); create one with `pump-train import`")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ManifestError(f"{meta_path}: invalid JSON ({error})") from None
-    version = meta.get("schema_version")
-    if version != DATASET_SCHEMA_VERSION:
-        raise ManifestError(
-            f"{meta_path}: schema_version {version!r} is not supported (expected {DATASET_SCHEMA_VERSION})"
-        )
+    meta = read_meta(root / META_NAME, DATASET_SCHEMA_VERSION, "dataset folder", "create one with `pump-train import`")
     records = tuple(read_rows(root / MANIFEST_NAME, ImageRecord))
     if not records:
         raise ManifestError(f"{root / MANIFEST_NAME}: the dataset has no images")

@@ -16,7 +16,6 @@ carries, so a re-drawn validation split can drop pasted rows that would leak it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -25,7 +24,7 @@ import cv2
 import numpy as np
 
 from shared.masks import MASK_IGNORE, defect_fraction, defect_pixels
-from training.data.table import ManifestError, read_rows
+from training.data.table import ManifestError, read_meta, read_rows
 
 PATCHSET_SCHEMA_VERSION = 1
 PATCHES_NAME = "patches.csv"
@@ -96,18 +95,9 @@ class PatchSet:
 def load_patchset(root: Path) -> PatchSet:
     """Open a patch set folder; errors name the file and what was expected."""
     root = Path(root)
-    meta_path = root / PATCHSET_META_NAME
-    if not meta_path.is_file():
-        raise ManifestError(f"{root}: not a patch set (no {PATCHSET_META_NAME}); create one with `pump-train patches`")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ManifestError(f"{meta_path}: invalid JSON ({error})") from None
-    if meta.get("schema_version") != PATCHSET_SCHEMA_VERSION:
-        raise ManifestError(
-            f"{meta_path}: schema_version {meta.get('schema_version')!r} is not supported "
-            f"(expected {PATCHSET_SCHEMA_VERSION})"
-        )
+    meta = read_meta(
+        root / PATCHSET_META_NAME, PATCHSET_SCHEMA_VERSION, "patch set", "create one with `pump-train patches`"
+    )
     return PatchSet(root=root, meta=meta, records=tuple(read_rows(root / PATCHES_NAME, PatchRecord)))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import os
 import typing
 from collections.abc import Sequence
@@ -77,3 +78,19 @@ def read_rows(path: Path, row_type: type[Row]) -> list[Row]:
                     raise ManifestError(f"{path}, line {line}, column {name!r}: {error}") from None
             rows.append(row_type(**values))
     return rows
+
+
+def read_meta(meta_path: Path, schema_version: int, what: str, create_hint: str) -> dict:
+    """A folder's JSON metadata, checked for existence, syntax and schema version."""
+    meta_path = Path(meta_path)
+    if not meta_path.is_file():
+        raise ManifestError(f"{meta_path.parent}: not a {what} (no {meta_path.name}); {create_hint}")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ManifestError(f"{meta_path}: invalid JSON ({error})") from None
+    if meta.get("schema_version") != schema_version:
+        raise ManifestError(
+            f"{meta_path}: schema_version {meta.get('schema_version')!r} is not supported (expected {schema_version})"
+        )
+    return meta
