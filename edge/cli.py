@@ -65,7 +65,7 @@ def main() -> None:
     try:
         app()
     except (ConfigError, ValueError) as error:
-        console.print(f"error: {error}", style="red", markup=False, highlight=False)
+        console.print(f"error: {error}", style="red", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
