@@ -56,6 +56,15 @@ SeedOpt = typer.Option(0, "--seed")
 DeviceOpt = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto.")
 QuietOpt = typer.Option(False, "--quiet", "-q")
 PoolingOpt = typer.Option(None, "--pooling", help="Global pooling of the classifier: avg (torchvision) or max.")
+GeometricAugOpt = typer.Option(
+    None, "--geometric-aug", help="Training augmentation: none, flips or dihedral (flips + 90° turns; default)."
+)
+PhotometricAugOpt = typer.Option(
+    None, "--photometric-aug", help="Max relative brightness/contrast jitter per patch (default 0.2; 0 = off)."
+)
+InputNormOpt = typer.Option(
+    None, "--input-norm", help="Classifier input normalisation: fixed (default) or patch (per-patch mean/std)."
+)
 PoolOpt = typer.Option([], "--pool", help="Synthetic pool ORIGIN=DIR (repeatable), e.g. pasted=data/pasted.")
 
 
@@ -65,7 +74,9 @@ def _preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def _schedule(base: Schedule, iterations, val_every, batch_size, lr, seed, device) -> Schedule:
+def _schedule(
+    base: Schedule, iterations, val_every, batch_size, lr, seed, device, geometric_aug=None, photometric_aug=None
+) -> Schedule:
     overrides = {
         "iterations": iterations,
         "val_every": val_every,
@@ -73,15 +84,22 @@ def _schedule(base: Schedule, iterations, val_every, batch_size, lr, seed, devic
         "lr": lr,
         "seed": seed,
         "device": device,
+        "geometric_aug": geometric_aug,
+        "photometric_aug": photometric_aug,
     }
     return Schedule(**{**base.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def _classifier_spec(
-    preset: Preset, width: float | None, internal_px: int | None, patch_px: int, pooling: str | None = None
+    preset: Preset,
+    width: float | None,
+    internal_px: int | None,
+    patch_px: int,
+    pooling: str | None = None,
+    input_norm: str | None = None,
 ) -> ClassifierSpec:
     spec = preset.classifier.to_dict()
-    overrides = {"width": width, "internal_px": internal_px, "pooling": pooling}
+    overrides = {"width": width, "internal_px": internal_px, "pooling": pooling, "input_norm": input_norm}
     spec.update({k: v for k, v in overrides.items() if v is not None})
     spec["input_px"] = patch_px
     spec["internal_px"] = min(spec["internal_px"], patch_px)
@@ -116,6 +134,9 @@ def classifier_train(
     width: float | None = typer.Option(None, "--width", help="Channel width multiplier (1.0 = torchvision)."),
     internal_px: int | None = typer.Option(None, "--internal-px", help="Size the backbone sees (64 on CPU)."),
     pooling: str | None = PoolingOpt,
+    input_norm: str | None = InputNormOpt,
+    geometric_aug: str | None = GeometricAugOpt,
+    photometric_aug: float | None = PhotometricAugOpt,
     val_seed: int | None = typer.Option(None, "--val-seed", help="Re-draw validation groups with this seed."),
     preset: str = PresetOpt,
     iterations: int | None = IterOpt,
@@ -130,8 +151,10 @@ def classifier_train(
     from training.train.single import train_classifier_command
 
     chosen = _preset(preset)
-    spec = _classifier_spec(chosen, width, internal_px, _patch_px(patches_dir), pooling)
-    schedule = _schedule(chosen.classifier_schedule, iterations, val_every, batch_size, lr, seed, device)
+    spec = _classifier_spec(chosen, width, internal_px, _patch_px(patches_dir), pooling, input_norm)
+    schedule = _schedule(
+        chosen.classifier_schedule, iterations, val_every, batch_size, lr, seed, device, geometric_aug, photometric_aug
+    )
     result = train_classifier_command(
         patches_dir, out, spec, schedule, augment, pool, weighted_sampling, init_weights, val_seed, progress=not quiet
     )
@@ -224,6 +247,9 @@ def experiment_classification(
     width: float | None = typer.Option(None, "--width"),
     internal_px: int | None = typer.Option(None, "--internal-px"),
     pooling: str | None = PoolingOpt,
+    input_norm: str | None = InputNormOpt,
+    geometric_aug: str | None = GeometricAugOpt,
+    photometric_aug: float | None = PhotometricAugOpt,
     preset: str = PresetOpt,
     iterations: int | None = IterOpt,
     val_every: int | None = ValEveryOpt,
@@ -234,8 +260,10 @@ def experiment_classification(
 ) -> None:
     """Table 3.1 / A.1: classifier metrics per method, mean ± std over seeds, with verdicts."""
     chosen = _preset(preset)
-    spec = _classifier_spec(chosen, width, internal_px, _patch_px(patches_dir), pooling)
-    schedule = _schedule(chosen.classifier_schedule, iterations, val_every, batch_size, lr, None, device)
+    spec = _classifier_spec(chosen, width, internal_px, _patch_px(patches_dir), pooling, input_norm)
+    schedule = _schedule(
+        chosen.classifier_schedule, iterations, val_every, batch_size, lr, None, device, geometric_aug, photometric_aug
+    )
     _experiment(
         "classification", patches_dir, out, methods, seeds, augment_size, sizes, pool, chosen, spec, schedule, quiet
     )

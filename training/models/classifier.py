@@ -7,6 +7,8 @@ get them wrong. Grayscale: the first convolution takes one channel (``in_channel
 instead of replicating gray three times; the bundle records it. ``pooling="max"`` swaps
 the global average pool for a global max pool: a defect covering 2 % of a patch is
 diluted fifty-fold by averaging, while the max keeps its strongest response.
+``input_norm="patch"`` standardises each patch by its own mean and spread (inside the
+graph too), so exposure changes between frames or stations do not shift the input.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock, ResNet
+
+MIN_PATCH_STD = 0.02  # per-patch normalisation must not blow sensor noise on a flat patch up to full scale
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class ClassifierSpec:
     mean: float = 0.5
     std: float = 0.25
     pooling: str = "avg"  # "avg" (torchvision) or "max": a tiny defect is not averaged away
+    input_norm: str = "fixed"  # "fixed" (mean/std above) or "patch" (each patch's own mean/std)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +84,10 @@ class PatchClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.spec.internal_px != self.spec.input_px:
             x = F.interpolate(x, size=(self.spec.internal_px, self.spec.internal_px), mode="area")
+        if self.spec.input_norm == "patch":
+            mean = x.mean(dim=(2, 3), keepdim=True)
+            spread = ((x - mean) ** 2).mean(dim=(2, 3), keepdim=True).sqrt().clamp_min(MIN_PATCH_STD)
+            return self.backbone((x - mean) / spread)
         return self.backbone((x - self.spec.mean) / self.spec.std)
 
 
@@ -91,6 +100,8 @@ def create_classifier(spec: ClassifierSpec) -> PatchClassifier:
         raise ValueError(f"unknown classifier {spec.name!r}; choose one of {sorted(CLASSIFIERS)}")
     if spec.pooling not in ("avg", "max"):
         raise ValueError(f"unknown pooling {spec.pooling!r}; choose avg or max")
+    if spec.input_norm not in ("fixed", "patch"):
+        raise ValueError(f"unknown input_norm {spec.input_norm!r}; choose fixed or patch")
     if spec.width <= 0 or spec.internal_px <= 0:
         raise ValueError(f"width and internal_px must be positive, got {spec.width}, {spec.internal_px}")
     return PatchClassifier(spec)

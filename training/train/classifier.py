@@ -1,11 +1,11 @@
 """Training the patch classifier (thesis §3.3.2): iteration-based, best validation F1 kept.
 
 Each iteration draws one random batch (uniformly, or with per-patch weights for the
-"weighted sampling" baseline), flips it, and takes an AdamW step on BCE with a cosine
-learning rate. Every ``val_every`` iterations the model is scored on validation; the
-weights with the best (F1 at 0.5, then AUROC) are kept. At the end the decision
-threshold is tuned on validation and the test split is scored at 0.5 and at that
-threshold.
+"weighted sampling" baseline), augments it (flips, 90° turns, brightness/contrast) and
+takes an AdamW step on BCE with a one-cycle learning rate. Every ``val_every``
+iterations the model is scored on validation; the weights with the best (F1 at 0.5,
+then AUROC) are kept. At the end the decision threshold is tuned on validation and the
+test split is scored at 0.5 and at that threshold.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from training.train.curves import plot_curves
 from training.train.schedule import (
     MetricsLog,
     Schedule,
-    augment_flips,
+    augment_batch,
     predict,
     resolve_device,
     seed_everything,
@@ -117,7 +117,7 @@ def train_classifier(
     for iteration in bar:
         model.train()
         batch = rng.choice(len(labels), size=schedule.batch_size, replace=True, p=probabilities)
-        images, _ = augment_flips(data.train.images[batch], None, rng)
+        images, _ = augment_batch(data.train.images[batch], None, rng, schedule)
         logits = model(to_tensor(images, device))[:, 0]
         loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(labels[batch]).to(device))
         optimizer.zero_grad(set_to_none=True)

@@ -24,10 +24,16 @@ class Schedule:
     seed: int = 0
     device: str = "cpu"
     threads: int = 0  # 0 = torch's default
+    geometric_aug: str = "dihedral"  # "none", "flips" or "dihedral" (flips + 90° rotations)
+    photometric_aug: float = 0.2  # max relative brightness/contrast jitter per patch (0 = off)
 
     def __post_init__(self) -> None:
         if self.iterations <= 0 or self.val_every <= 0 or self.batch_size <= 0:
             raise ValueError(f"iterations, val_every and batch_size must be positive: {self}")
+        if self.geometric_aug not in GEOMETRIC_AUGMENTATIONS:
+            raise ValueError(f"geometric_aug {self.geometric_aug!r}: choose one of {GEOMETRIC_AUGMENTATIONS}")
+        if not 0.0 <= self.photometric_aug < 1.0:
+            raise ValueError(f"photometric_aug must be in [0, 1), got {self.photometric_aug}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,18 +53,52 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def augment_flips(images: np.ndarray, masks: np.ndarray | None, rng: np.random.Generator):
-    """Random horizontal/vertical flips per sample (the only transforms that keep pasted labels honest)."""
+GEOMETRIC_AUGMENTATIONS = ("none", "flips", "dihedral")
+
+
+def augment_geometric(images: np.ndarray, masks: np.ndarray | None, rng: np.random.Generator, kind: str = "flips"):
+    """Random flips (and, for ``dihedral``, transposes: with flips, all eight 90° rotations/mirrors).
+
+    Label-preserving for defects, which have no preferred orientation; masks follow their image.
+    """
+    if kind == "none":
+        return images, masks
     flip_h = rng.random(len(images)) < 0.5
     flip_v = rng.random(len(images)) < 0.5
+    transpose = rng.random(len(images)) < 0.5 if kind == "dihedral" else np.zeros(len(images), bool)
     images = images.copy()
-    images[flip_h] = images[flip_h, :, ::-1]
-    images[flip_v] = images[flip_v, ::-1]
-    if masks is not None:
-        masks = masks.copy()
-        masks[flip_h] = masks[flip_h, :, ::-1]
-        masks[flip_v] = masks[flip_v, ::-1]
+    masks = None if masks is None else masks.copy()
+    for array in (images, masks):
+        if array is None:
+            continue
+        array[flip_h] = array[flip_h, :, ::-1]
+        array[flip_v] = array[flip_v, ::-1]
+        if transpose.any() and array.shape[1] == array.shape[2]:
+            array[transpose] = np.swapaxes(array[transpose], 1, 2)
     return images, masks
+
+
+def augment_photometric(images: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-patch contrast and brightness jitter of up to ±``strength`` (uint8 in, uint8 out).
+
+    Real lines see exposure drift (Magnetic Tile photographs each tile under six exposures,
+    the synthetic frames jitter by ±15 %); the classifier should not key on it.
+    """
+    if strength <= 0:
+        return images
+    shape = (len(images),) + (1,) * (images.ndim - 1)
+    contrast = rng.uniform(1 - strength, 1 + strength, shape).astype(np.float32)
+    brightness = rng.uniform(1 - strength, 1 + strength, shape).astype(np.float32)
+    floats = images.astype(np.float32)
+    means = floats.mean(axis=tuple(range(1, images.ndim)), keepdims=True)
+    out = (floats - means) * contrast + means * brightness
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def augment_batch(images: np.ndarray, masks: np.ndarray | None, rng: np.random.Generator, schedule: Schedule):
+    """The training-time augmentation a schedule asks for."""
+    images, masks = augment_geometric(images, masks, rng, schedule.geometric_aug)
+    return augment_photometric(images, schedule.photometric_aug, rng), masks
 
 
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -28,7 +28,7 @@ from training.train.curves import plot_curves
 from training.train.schedule import (
     MetricsLog,
     Schedule,
-    augment_flips,
+    augment_batch,
     predict,
     resolve_device,
     seed_everything,
@@ -90,7 +90,7 @@ def train_segmenter(
     for iteration in bar:
         model.train()
         batch = rng.choice(len(data.train), size=schedule.batch_size, replace=True)
-        images, masks = augment_flips(data.train.images[batch], data.train.masks[batch], rng)
+        images, masks = augment_batch(data.train.images[batch], data.train.masks[batch], rng, schedule)
         loss = segmentation_loss(model(to_tensor(images, device)), _targets(masks, device), dice)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
