@@ -224,6 +224,24 @@ def show(
 
 
 @app.command()
+def ingest(
+    export: Path = typer.Argument(..., metavar="EXPORT", help="Uncertain-patch export (`pump-edge export-uncertain`)."),
+    patches_dir: Path = typer.Argument(..., metavar="PATCHES", help="Patch set to add the line patches to."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write the result as a new patch set (default: update PATCHES in place, atomically)."
+    ),
+    overwrite: bool = OverwriteOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Verify the export and report; write nothing."),
+) -> None:
+    """Add uncertain patches from the line as origin=line, unlabelled rows (the pool for GAN retraining)."""
+    from training.data.ingest import ingest_export
+
+    report = ingest_export(export, patches_dir, out=out, overwrite=overwrite, dry_run=dry_run)
+    verb = "would add" if dry_run else "added"
+    _print_json(f"{verb} {report['added']} line patches to {report['out']} ({report['duplicates']} duplicates)", report)
+
+
+@app.command()
 def demo(
     out: Path = typer.Argument(Path("demo-out"), help="Folder for every stage's output."),
     frames: int = typer.Option(24, "--frames", "-n", min=2, help="Synthetic frames to render."),

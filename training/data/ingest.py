@@ -1,0 +1,392 @@
+"""`pump-train ingest`: uncertain patches from the line become an unlabelled pool in a patch set.
+
+Reads an export of the edge's uncertain-patch store (:mod:`edge.store.manifest`: a tar.gz
+with ``manifest.json`` and the crops as PNG), checks every crop against its sha256, resizes
+the ``tile_px`` crops to the patch set's ``patch_px`` with area interpolation (as
+:func:`shared.patching.resize_image_tile` does for every patch), and adds them as rows of
+``origin=line``. Crops already in the patch set (same sha256) are skipped and reported.
+
+How an unlabelled line patch is represented, so training never mistakes it for a good patch:
+
+- ``origin = "line"``, ``label = "unlabelled"``, ``split = "pool"`` (never train/val/test);
+- the mask is all :data:`~shared.masks.MASK_IGNORE` (no pixel carries a label), so
+  ``has_defect = 0`` and ``defect_fraction = 0`` say "no labelled defect pixel", not "good";
+  a segmentation loss that excludes ignore pixels learns nothing from it;
+- ``group`` and ``source_image`` are ``line:<station>:<frame_id>``, never a dataset group or
+  image id, so no split rule or pasting step can confuse them with real images;
+- experiment splits take only ``origin = real`` rows
+  (:func:`training.experiments.data.split_records`), and pools must hold a single origin.
+
+Per-patch edge metadata (scores, reason, model versions, station, capture time, sha256)
+lives beside the rows in ``line_patches.csv``; ``patchset.json`` gains a ``line`` section
+listing every ingest. The result is written atomically: a new patch set (``out``) or the
+patch set replaced in place once the new one is complete (existing PNGs are hard-linked,
+not copied, where the file system allows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pydantic import ValidationError
+
+from edge.store.manifest import EXPORT_FORMAT, MANIFEST_CSV, MANIFEST_JSON, PATCH_FOLDER, ExportManifest
+from shared.masks import MASK_IGNORE
+from shared.patching import resize_image_tile
+from training.data.imageio import BadImageError, read_source_image
+from training.data.patchset import (
+    PATCHES_NAME,
+    PATCHSET_META_NAME,
+    PatchOrigin,
+    PatchRecord,
+    PatchSet,
+    load_patchset,
+    patch_statistics,
+    write_patch_pixels,
+)
+from training.data.table import ManifestError, read_rows, write_rows
+from training.outputs import OutputExistsError, atomic_output_dir, provenance, sha256_file, write_json_atomic
+
+LINE_LABEL = "unlabelled"
+LINE_SPLIT = "pool"
+LINE_META_NAME = "line_patches.csv"
+_MEMBER = re.compile(rf"^{PATCH_FOLDER}/[A-Za-z0-9._-]+\.png$")
+_SYNTHETIC_ORIGINS = {PatchOrigin.PASTED.value, PatchOrigin.GAN.value, PatchOrigin.SEMGAN.value}
+
+
+class IngestError(ManifestError):
+    """An export or a patch set that cannot be ingested; the message names the file and what was expected."""
+
+
+@dataclass(frozen=True)
+class LinePatchRecord:
+    """Edge metadata of one ingested line patch (``line_patches.csv``, keyed by patch ``id``)."""
+
+    id: str
+    sha256: str  # of the PNG as logged on the edge (the duplicate key)
+    export: str  # file name of the export it came from
+    store_id: str
+    row_id: int
+    station: str
+    line: str
+    frame_id: str
+    captured_at: str
+    tile_index: int
+    tile_px: int  # side of the logged crop before resizing
+    classifier_score: float
+    segmenter_max_score: str  # "" when no segmenter ran
+    segmenter_defect_pixels: str
+    reason: str
+    model_versions: str  # JSON object
+    ingested_at: str
+
+
+def _extract(export: Path, work: Path) -> None:
+    """Copy the export's expected members into ``work``; refuse anything else that could escape it."""
+    try:
+        with tarfile.open(export, "r:gz") as tar:
+            for member in tar:
+                name = member.name
+                if name not in (MANIFEST_JSON, MANIFEST_CSV) and not _MEMBER.match(name):
+                    raise IngestError(
+                        f"{export}: unexpected member {name!r}; expected {MANIFEST_JSON}, {MANIFEST_CSV} "
+                        f"and {PATCH_FOLDER}/<name>.png only"
+                    )
+                if not member.isfile():
+                    raise IngestError(f"{export}: member {name!r} is not a regular file")
+                source = tar.extractfile(member)
+                target = work / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with source, open(target, "wb") as handle:
+                    shutil.copyfileobj(source, handle)
+    except (tarfile.TarError, EOFError, OSError) as error:
+        if isinstance(error, FileNotFoundError) and not export.exists():
+            raise FileNotFoundError(f"{export}: export not found") from None
+        raise IngestError(
+            f"{export}: not a readable tar.gz ({error}); expected an export from `pump-edge export-uncertain`"
+        ) from None
+
+
+def read_export(export: Path, work: Path) -> ExportManifest:
+    """Unpack ``export`` into ``work`` and return its manifest once every crop matches its sha256."""
+    export = Path(export)
+    if not export.is_file():
+        raise FileNotFoundError(f"{export}: export not found")
+    _extract(export, work)
+    manifest_path = work / MANIFEST_JSON
+    if not manifest_path.is_file():
+        raise IngestError(
+            f"{export}: no {MANIFEST_JSON} in the archive; expected an export from `pump-edge export-uncertain`"
+        )
+    try:
+        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise IngestError(f"{export}: {MANIFEST_JSON} is not valid JSON ({error})") from None
+    if not isinstance(raw, dict) or raw.get("format") != EXPORT_FORMAT:
+        got = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+        raise IngestError(f"{export}: {MANIFEST_JSON} has format {got!r}; expected {EXPORT_FORMAT!r}")
+    try:
+        manifest = ExportManifest.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()[:5]
+        )
+        raise IngestError(f"{export}: {MANIFEST_JSON} does not match the export schema ({problems})") from None
+    if manifest.count != len(manifest.patches):
+        raise IngestError(
+            f"{export}: {MANIFEST_JSON} says count={manifest.count} but lists {len(manifest.patches)} patches"
+        )
+    for patch in manifest.patches:
+        path = work / patch.file
+        if not _MEMBER.match(patch.file) or not path.is_file():
+            raise IngestError(f"{export}: {patch.file} is listed in {MANIFEST_JSON} but missing from the archive")
+        digest = sha256_file(path)
+        if digest != patch.sha256:
+            raise IngestError(
+                f"{export}: {patch.file}: sha256 {digest} does not match {patch.sha256} in {MANIFEST_JSON}"
+            )
+    return manifest
+
+
+def _patchset_channels(patchset: PatchSet) -> int:
+    image = patchset.read_image(patchset.records[0])
+    return 1 if image.ndim == 2 else int(image.shape[2])
+
+
+def _to_channels(image: np.ndarray, channels: int) -> tuple[np.ndarray, bool]:
+    """The crop with the patch set's channel count; True when colour was converted."""
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    have = 1 if image.ndim == 2 else int(image.shape[2])
+    if have == channels:
+        return image, False
+    if channels == 1:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if have == 4 else cv2.COLOR_BGR2GRAY), True
+    if channels == 3:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if have == 1 else cv2.COLOR_BGRA2BGR), True
+    raise IngestError(f"cannot convert a {have}-channel crop to the patch set's {channels} channels")
+
+
+def _read_line_rows(root: Path) -> list[LinePatchRecord]:
+    path = root / LINE_META_NAME
+    return read_rows(path, LinePatchRecord) if path.is_file() else []
+
+
+def _link_tree(source: Path, target: Path, skip: set[str]) -> None:
+    """Hard-link (or copy) every file of ``source`` into ``target``, except the root names in ``skip``."""
+    for folder, dirs, names in os.walk(source):
+        relative = Path(folder).relative_to(source)
+        (target / relative).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if relative == Path(".") and name in skip:
+                continue
+            src, dst = Path(folder) / name, target / relative / name
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+        dirs.sort()
+
+
+def ingest_export(
+    export: Path,
+    patches_dir: Path,
+    out: Path | None = None,
+    overwrite: bool = False,
+    dry_run: bool = False,
+) -> dict:
+    """Add the crops of an uncertain-patch export to a patch set as ``origin=line`` rows.
+
+    Args:
+        export: ``.tar.gz`` from ``pump-edge export-uncertain``.
+        patches_dir: the patch set to add to.
+        out: write the result as a new patch set here; ``None`` updates ``patches_dir`` in place
+            (atomically: the new folder replaces the old one only once complete).
+        overwrite: replace an existing ``out``.
+        dry_run: verify the export and report what would be added; write nothing.
+
+    Returns the report: patches in the export, added, duplicates (already in the patch set or
+    repeated in the export), colour conversions, output folder.
+    """
+    export, patches_dir = Path(export), Path(patches_dir)
+    patchset = load_patchset(patches_dir)
+    if not patchset.records:
+        raise IngestError(f"{patches_dir / PATCHES_NAME}: the patch set has no rows to add line patches to")
+    origins = {record.origin for record in patchset.records}
+    if origins <= _SYNTHETIC_ORIGINS:
+        raise IngestError(
+            f"{patches_dir}: a synthetic pool (origins {sorted(origins)}); a pool must hold one origin, "
+            "so ingest line patches into a real patch set (from `pump-train patches`)"
+        )
+    patch_px = int(patchset.meta.get("geometry", {}).get("patch_px") or patchset.records[0].patch_px)
+    channels = _patchset_channels(patchset)
+    in_place = out is None or Path(out).resolve() == patches_dir.resolve()
+    target = patches_dir if in_place else Path(out)
+    if not in_place and target.exists() and not overwrite and not dry_run:
+        raise OutputExistsError(f"{target} already exists; pass --overwrite to replace it")
+    line_rows = _read_line_rows(patches_dir)
+    known = {row.sha256: row.id for row in line_rows}
+    ids = {record.id for record in patchset.records}
+    ingested_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".ingest-", dir=target.parent) as work_name:
+        work = Path(work_name)
+        manifest = read_export(export, work)
+        new_records: list[PatchRecord] = []
+        new_line_rows: list[LinePatchRecord] = []
+        pixels: list[tuple[str, np.ndarray]] = []
+        duplicates: list[dict] = []
+        converted = 0
+        for patch in manifest.patches:
+            if patch.sha256 in known:
+                duplicates.append(
+                    {"file": patch.file, "sha256": patch.sha256, "frame_id": patch.frame_id, "as": known[patch.sha256]}
+                )
+                continue
+            try:
+                crop = read_source_image(work / patch.file)
+            except BadImageError as error:
+                raise IngestError(f"{export}: {patch.file}: {error.reason}") from None
+            if crop.dtype != np.uint8:
+                raise IngestError(f"{export}: {patch.file}: expected an 8-bit crop, got {crop.dtype}")
+            crop, changed = _to_channels(crop, channels)
+            converted += changed
+            image = resize_image_tile(crop, patch_px)
+            patch_id = f"line-{patch.sha256[:16]}"
+            if patch_id in ids:
+                patch_id = f"line-{patch.sha256}"
+            ids.add(patch_id)
+            known[patch.sha256] = patch_id
+            mask = np.full((patch_px, patch_px), MASK_IGNORE, np.uint8)
+            _, fraction, mean = patch_statistics(mask, image)
+            where = f"line:{patch.station}:{patch.frame_id}"
+            new_records.append(
+                PatchRecord(
+                    id=patch_id,
+                    image=f"images/{patch_id}.png",
+                    mask=f"masks/{patch_id}.png",
+                    source_image=where,
+                    group=where,
+                    label=LINE_LABEL,
+                    x=patch.tile_x,
+                    y=patch.tile_y,
+                    crop_px=patch.tile_size,
+                    patch_px=patch_px,
+                    has_defect=False,
+                    defect_fraction=fraction,
+                    valid_fraction=patch.valid_fraction,
+                    mean_intensity=mean,
+                    split=LINE_SPLIT,
+                    origin=PatchOrigin.LINE.value,
+                )
+            )
+            new_line_rows.append(
+                LinePatchRecord(
+                    id=patch_id,
+                    sha256=patch.sha256,
+                    export=export.name,
+                    store_id=patch.store_id,
+                    row_id=patch.row_id,
+                    station=patch.station,
+                    line=patch.line,
+                    frame_id=patch.frame_id,
+                    captured_at=patch.captured_at.isoformat(),
+                    tile_index=patch.tile_index,
+                    tile_px=patch.image_px,
+                    classifier_score=patch.classifier_score,
+                    segmenter_max_score="" if patch.segmenter_max_score is None else repr(patch.segmenter_max_score),
+                    segmenter_defect_pixels=""
+                    if patch.segmenter_defect_pixels is None
+                    else str(patch.segmenter_defect_pixels),
+                    reason=patch.reason,
+                    model_versions=json.dumps(patch.model_versions, sort_keys=True),
+                    ingested_at=ingested_at,
+                )
+            )
+            pixels.append((patch_id, image))
+        report = {
+            "export": str(export),
+            "exported_at": manifest.exported_at.isoformat(),
+            "stations": manifest.stations,
+            "in_export": len(manifest.patches),
+            "added": len(new_records),
+            "duplicates": len(duplicates),
+            "duplicate_patches": duplicates,
+            "skipped_on_edge": len(manifest.skipped),
+            "converted_channels": converted,
+            "patch_px": patch_px,
+            "out": str(target),
+            "written": False,
+        }
+        if dry_run or (in_place and not new_records):
+            return report
+        all_line_rows = line_rows + new_line_rows
+        meta = dict(patchset.meta)
+        line_meta = dict(meta.get("line", {}))
+        ingests = list(line_meta.get("ingests", []))
+        ingests.append(
+            {
+                "export": export.name,
+                "export_sha256": sha256_file(export),
+                "exported_at": manifest.exported_at.isoformat(),
+                "store": manifest.store,
+                "selection": manifest.selection,
+                "in_export": len(manifest.patches),
+                "added": len(new_records),
+                "duplicates": len(duplicates),
+                "provenance": provenance(
+                    "ingest", {"patch_px": patch_px, "channels": channels}, None, inputs={"export": export.name}
+                ),
+            }
+        )
+        line_meta.update(
+            patches=len(all_line_rows),
+            label=LINE_LABEL,
+            split=LINE_SPLIT,
+            mask=f"all {MASK_IGNORE} (ignore): unlabelled, never a good patch",
+            stations=sorted({row.station for row in all_line_rows}),
+            ingests=ingests,
+        )
+        if not in_place:
+            line_meta.setdefault("base", {"path": str(patches_dir.resolve())})
+        meta["line"] = line_meta
+        with atomic_output_dir(target, overwrite=True if in_place else overwrite) as tmp:
+            _link_tree(patches_dir, tmp, {PATCHES_NAME, PATCHSET_META_NAME, LINE_META_NAME})
+            (tmp / "images").mkdir(exist_ok=True)
+            (tmp / "masks").mkdir(exist_ok=True)
+            mask = np.full((patch_px, patch_px), MASK_IGNORE, np.uint8)
+            for patch_id, image in pixels:
+                write_patch_pixels(tmp, patch_id, image, mask)
+            write_rows(tmp / PATCHES_NAME, [*patchset.records, *new_records], PatchRecord)
+            write_rows(tmp / LINE_META_NAME, all_line_rows, LinePatchRecord)
+            write_json_atomic(tmp / PATCHSET_META_NAME, meta)
+        report["written"] = True
+        return report
+
+
+def line_records(patchset: PatchSet) -> list[PatchRecord]:
+    """The unlabelled line pool of a patch set (for GAN retraining)."""
+    return [record for record in patchset.records if record.origin == PatchOrigin.LINE.value]
+
+
+__all__ = [
+    "LINE_LABEL",
+    "LINE_META_NAME",
+    "LINE_SPLIT",
+    "IngestError",
+    "LinePatchRecord",
+    "ingest_export",
+    "line_records",
+    "read_export",
+]
