@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from edge.publish.config import MqttConfig
+from edge.store.config import StoreConfig
 from shared.config import GeometryConfig, PumpSettings
 
 
@@ -25,3 +27,5 @@ class EdgeSettings(PumpSettings):
         description="Inspection station id (an MQTT topic level).",
     )
     geometry: GeometryConfig = Field(default_factory=GeometryConfig, description="Frame -> patch geometry.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Uncertain-patch logging (issue 4, §6).")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker, delivery and payload policies.")

@@ -1,0 +1,114 @@
+"""``[mqtt]`` settings of a station: broker, security, delivery and size policies.
+
+Data only: no file or network I/O here (the password file is read when the publisher
+connects). Secrets are ``SecretStr`` so they never show in logs, reprs or ``pump-edge config``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from shared.messages import DEFAULT_PREFIX, PREFIX_PATTERN
+
+
+class MqttTlsConfig(BaseModel):
+    """TLS towards the broker; present = TLS on. Without ``ca_file`` the system CAs are used."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ca_file: Path | None = Field(None, description="CA certificate (PEM) that signed the broker's certificate.")
+    cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: Path | None = Field(None, description="Client private key (PEM) for mutual TLS.")
+    insecure: bool = Field(
+        False, description="Skip the broker host name check (testing only; the certificate chain is still checked)."
+    )
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> MqttTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (mutual TLS needs both)")
+        return self
+
+
+class MqttConfig(BaseModel):
+    """How a station talks to its broker (``[mqtt]`` in the TOML, ``PUMP_MQTT__*`` in the environment)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str | None = Field(
+        None,
+        description="Broker host name or address. None = start an embedded Mosquitto on 127.0.0.1:port "
+        "(development; needs the mosquitto binary).",
+    )
+    port: int = Field(1883, ge=0, le=65535, description="Broker port (8883 is usual with TLS); 0 = a free port.")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version: 5 (default) or 3.1.1.")
+    topic_prefix: str = Field(
+        DEFAULT_PREFIX, pattern=PREFIX_PATTERN, description="First topic level(s): {prefix}/{line}/{station}/{kind}."
+    )
+    keepalive_s: int = Field(30, ge=5, le=3600, description="Keep-alive interval; a dead link shows after ~1.5x.")
+    qos: Literal[0, 1] = Field(1, description="QoS of results, alerts and defect maps (status: 1, stats: 0).")
+    username: str | None = Field(None, min_length=1, description="Broker user name.")
+    password: SecretStr | None = Field(None, description="Broker password (prefer password_file).")
+    password_file: Path | None = Field(None, description="File whose first line is the broker password.")
+    tls: MqttTlsConfig | None = Field(None, description="TLS settings; absent = plain TCP.")
+    will_delay_s: int = Field(
+        10,
+        ge=0,
+        description="MQTT 5 Will Delay Interval: the broker publishes 'offline' only if the station stays "
+        "away this long, so a short reconnect does not flash offline (3.1.1: immediate).",
+    )
+    reconnect_min_s: float = Field(1.0, gt=0, description="First reconnect delay; doubles per failure.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
+    max_inflight: int = Field(
+        20, ge=1, le=1000, description="Outbox messages sent but not yet acknowledged; the next go out as acks arrive."
+    )
+    defect_map: Literal["never", "ng", "all"] = Field(
+        "ng", description="Which frames publish a PNG defect map: never, NG frames only, or all."
+    )
+    defect_map_max_bytes: int = Field(
+        256_000,
+        ge=1024,
+        description="Largest defect-map payload; bigger maps are downscaled until they fit (never dropped). "
+        "Keep it under the broker's message_size_limit.",
+    )
+    stats_interval_s: float = Field(10.0, gt=0, description="How often the runtime publishes stats.")
+    outbox_path: Path = Field(
+        Path("edge-data/mqtt-outbox.sqlite3"), description="SQLite file of the durable outbox and counters."
+    )
+    outbox_max_rows: int = Field(
+        100_000,
+        ge=10,
+        description="Outbox bound. When full, the OLDEST undelivered messages are dropped to make room "
+        "(counted in stats.outbox_dropped; the MES sees a seq gap): inspection never blocks on the broker.",
+    )
+    message_expiry_s: int | None = Field(
+        None,
+        gt=0,
+        description="MQTT 5 Message Expiry: results older than this are not delivered (the broker drops "
+        "them for absent subscribers; the outbox drops them on replay, counted). None = never expire.",
+    )
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int | float) else value
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> MqttConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _reconnect_range(self) -> MqttConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) < reconnect_min_s ({self.reconnect_min_s})")
+        return self
+
+    @property
+    def mqtt5(self) -> bool:
+        """True for MQTT 5 (properties, Will Delay, expiry), False for 3.1.1."""
+        return self.protocol == "5"

@@ -1,0 +1,335 @@
+"""MQTT contract between a station and its consumers (MES, dashboards): topics and payloads.
+
+Topics are ``{prefix}/{line}/{station}/{kind}`` with kind one of ``status``, ``result``,
+``alert``, ``defect_map``, ``stats`` (prefix ``pumpinspect`` by default). Payloads are JSON
+(``defect_map`` is a PNG) and every JSON payload carries ``schema_version``: fields may be
+added within a version, so consumers ignore unknown fields; a removed, renamed or re-meant
+field bumps the version. ``docs/mqtt.md`` explains the contract to an MES developer and
+``docs/schemas/*.json`` hold the JSON Schemas, regenerated with::
+
+    python -m shared.messages docs/schemas
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+SCHEMA_VERSION = 1
+DEFAULT_PREFIX = "pumpinspect"
+TOPIC_KINDS = ("status", "result", "alert", "defect_map", "stats")
+LEVEL_PATTERN = r"^[A-Za-z0-9_-]+$"
+PREFIX_PATTERN = r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+# --- topics -------------------------------------------------------------------------------
+
+
+class TopicParts(NamedTuple):
+    """A station topic taken apart."""
+
+    line: str
+    station: str
+    kind: str
+
+
+def _check_level(name: str, value: str, wildcard: bool = False) -> None:
+    if wildcard and value == "+":
+        return
+    if not re.match(LEVEL_PATTERN, value):
+        raise ValueError(f"{name} must be one MQTT topic level of [A-Za-z0-9_-], got {value!r}")
+
+
+def _check_prefix(prefix: str) -> None:
+    if not re.match(PREFIX_PATTERN, prefix):
+        raise ValueError(f"topic prefix must be levels of [A-Za-z0-9_-] joined by '/', got {prefix!r}")
+
+
+def station_topic(kind: str, line: str, station: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """``{prefix}/{line}/{station}/{kind}``; refuses wildcards and separators inside levels.
+
+    >>> station_topic("result", "line1", "st2")
+    'pumpinspect/line1/st2/result'
+    """
+    if kind not in TOPIC_KINDS:
+        raise ValueError(f"unknown topic kind {kind!r}; one of {', '.join(TOPIC_KINDS)}")
+    _check_prefix(prefix)
+    _check_level("line", line)
+    _check_level("station", station)
+    return f"{prefix}/{line}/{station}/{kind}"
+
+
+def status_topic(line: str, station: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Retained station state (birth, changes, Last Will)."""
+    return station_topic("status", line, station, prefix)
+
+
+def result_topic(line: str, station: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """One message per inspected frame."""
+    return station_topic("result", line, station, prefix)
+
+
+def alert_topic(line: str, station: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """One message per NG frame: what an MES needs to act."""
+    return station_topic("alert", line, station, prefix)
+
+
+def defect_map_topic(line: str, station: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """PNG defect maps (per the station's policy); ids in MQTT 5 user properties."""
+    return station_topic("defect_map", line, station, prefix)
+
+
+def stats_topic(line: str, station: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Periodic throughput and health numbers."""
+    return station_topic("stats", line, station, prefix)
+
+
+def topic_filter(kind: str = "+", line: str = "+", station: str = "+", prefix: str = DEFAULT_PREFIX) -> str:
+    """A subscription filter; ``+`` for any line, station or kind.
+
+    >>> topic_filter("alert")
+    'pumpinspect/+/+/alert'
+    """
+    if kind != "+" and kind not in TOPIC_KINDS:
+        raise ValueError(f"unknown topic kind {kind!r}; one of {', '.join(TOPIC_KINDS)}")
+    _check_prefix(prefix)
+    _check_level("line", line, wildcard=True)
+    _check_level("station", station, wildcard=True)
+    return f"{prefix}/{line}/{station}/{kind}"
+
+
+def parse_topic(topic: str, prefix: str = DEFAULT_PREFIX) -> TopicParts | None:
+    """(line, station, kind) of a station topic under ``prefix``; None for any other topic."""
+    if not topic.startswith(prefix + "/"):
+        return None
+    levels = topic[len(prefix) + 1 :].split("/")
+    if len(levels) != 3 or levels[2] not in TOPIC_KINDS:
+        return None
+    if not all(re.match(LEVEL_PATTERN, level) for level in levels[:2]):
+        return None
+    return TopicParts(*levels)
+
+
+# --- payloads -----------------------------------------------------------------------------
+
+
+class StationState(str, Enum):
+    """Lifecycle of a station as its retained status shows it."""
+
+    STARTING = "starting"
+    BUILDING_ENGINE = "building-engine"
+    ONLINE = "online"
+    STOPPED = "stopped"
+    OFFLINE = "offline"
+
+
+class Verdict(str, Enum):
+    """Frame verdict: OK (no defect found) or NG (no good: at least one defect)."""
+
+    OK = "OK"
+    NG = "NG"
+
+
+ModelRefs = dict[str, str]
+_MODELS_DESCRIPTION = "Models that made the verdict: task -> 'name@version+sha256 prefix'."
+
+
+class Box(BaseModel):
+    """Axis-aligned box in frame pixels (origin top-left of the full camera frame, not the ROI)."""
+
+    x: int = Field(ge=0, description="Left edge, px.")
+    y: int = Field(ge=0, description="Top edge, px.")
+    w: int = Field(gt=0, description="Width, px.")
+    h: int = Field(gt=0, description="Height, px.")
+
+
+class Defect(BaseModel):
+    """One connected defect region of the stitched defect map."""
+
+    box: Box = Field(description="Bounding box in frame pixels.")
+    area_px: int = Field(gt=0, description="Defect pixels inside the region (frame resolution).")
+    max_score: float = Field(ge=0, le=1, description="Highest defect probability in the region.")
+    mean_score: float = Field(ge=0, le=1, description="Mean defect probability over the region's pixels.")
+
+
+class PatchSummary(BaseModel):
+    """What the patch classifier saw over all patches of the frame."""
+
+    count: int = Field(ge=0, description="Patches inspected.")
+    max_score: float | None = Field(ge=0, le=1, description="Highest classifier probability; null without patches.")
+    flagged: int = Field(ge=0, description="Patches at or above the classifier's decision threshold.")
+
+
+class StatusMessage(BaseModel):
+    """Retained station state: birth on every (re)connect, changes, ``offline`` as the Last Will."""
+
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Payload format version.")
+    line: str = Field(pattern=LEVEL_PATTERN, description="Production line id.")
+    station: str = Field(pattern=LEVEL_PATTERN, description="Station id.")
+    state: StationState = Field(description="starting | building-engine | online | stopped | offline.")
+    software_version: str = Field(description="Version of the station software.")
+    models: ModelRefs = Field(default_factory=dict, description=_MODELS_DESCRIPTION)
+    config_hash: str = Field(description="sha256 prefix of the station's resolved settings (secrets masked).")
+    session: int = Field(ge=1, description="Process-start counter, persisted; rises on every start.")
+    timestamp: AwareDatetime = Field(description="When this state began (for the Will: when the connection opened).")
+
+
+class ResultMessage(BaseModel):
+    """The verdict on one frame; published for every frame, delivered at least once, in order."""
+
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Payload format version.")
+    result_id: str = Field(min_length=1, description="Idempotency key: a redelivered result has the same id.")
+    seq: int = Field(ge=1, description="Per-station sequence number, persisted; a jump means a lost result.")
+    session: int = Field(ge=1, description="Process-start counter of the station when it made this result.")
+    line: str = Field(pattern=LEVEL_PATTERN, description="Production line id.")
+    station: str = Field(pattern=LEVEL_PATTERN, description="Station id.")
+    frame_id: str = Field(min_length=1, description="Frame id given by the source (camera, folder).")
+    source: str = Field(description="Frame source name.")
+    captured_at: AwareDatetime = Field(description="When the frame was captured.")
+    processed_at: AwareDatetime = Field(description="When the verdict was made.")
+    frame_width_px: int = Field(gt=0, description="Frame width; boxes are in this frame's pixels.")
+    frame_height_px: int = Field(gt=0, description="Frame height.")
+    verdict: Verdict = Field(description="OK or NG.")
+    defects: list[Defect] = Field(default_factory=list, description="Defect regions, largest max_score first.")
+    patches: PatchSummary = Field(description="Classifier summary over the frame's patches.")
+    latency_ms: float = Field(ge=0, description="Capture to verdict, ms.")
+    models: ModelRefs = Field(default_factory=dict, description=_MODELS_DESCRIPTION)
+
+
+class AlertMessage(BaseModel):
+    """The small subset of an NG result an MES needs to act (reject the part, stop the line)."""
+
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Payload format version.")
+    result_id: str = Field(min_length=1, description="Same id as the result it summarises.")
+    seq: int = Field(ge=1, description="Sequence number of that result.")
+    frame_id: str = Field(min_length=1, description="Frame id given by the source.")
+    line: str = Field(pattern=LEVEL_PATTERN, description="Production line id.")
+    station: str = Field(pattern=LEVEL_PATTERN, description="Station id.")
+    time: AwareDatetime = Field(description="When the frame was captured.")
+    defect_count: int = Field(ge=0, description="Number of defect regions.")
+    worst_score: float = Field(ge=0, le=1, description="Highest defect probability of any region or patch.")
+    boxes: list[Box] = Field(default_factory=list, description="Defect boxes in frame pixels.")
+
+
+class StatsMessage(BaseModel):
+    """Throughput and health every ``stats_interval_s``; QoS 0, a missed one is not resent."""
+
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Payload format version.")
+    line: str = Field(pattern=LEVEL_PATTERN, description="Production line id.")
+    station: str = Field(pattern=LEVEL_PATTERN, description="Station id.")
+    timestamp: AwareDatetime = Field(description="When the numbers were taken.")
+    uptime_s: float = Field(ge=0, description="Seconds since the process started.")
+    fps: float = Field(ge=0, description="Frames inspected per second over the last interval.")
+    latency_p50_ms: float | None = Field(ge=0, description="Median capture-to-verdict latency; null without frames.")
+    latency_p99_ms: float | None = Field(ge=0, description="99th percentile latency; null without frames.")
+    queue_depths: dict[str, int] = Field(default_factory=dict, description="Items waiting per internal queue.")
+    frames_skipped: int = Field(0, ge=0, description="Frames the source skipped because inference was busy (total).")
+    frames_dropped: int = Field(0, ge=0, description="Frames dropped from full queues (total).")
+    errors: int = Field(0, ge=0, description="Errors counted since start.")
+    uncertain_logged: int = Field(0, ge=0, description="Uncertain patches written to the store (total).")
+    outbox_depth: int = Field(0, ge=0, description="Messages waiting in the durable outbox for the broker.")
+    outbox_dropped: int = Field(0, ge=0, description="Messages dropped because the outbox was full (total).")
+    outbox_expired: int = Field(0, ge=0, description="Messages dropped after their message expiry (total).")
+
+
+MESSAGE_MODELS: dict[str, type[BaseModel]] = {
+    "status": StatusMessage,
+    "result": ResultMessage,
+    "alert": AlertMessage,
+    "stats": StatsMessage,
+}
+
+
+def alert_from_result(result: ResultMessage) -> AlertMessage:
+    """The alert for an NG result (worst score: regions first, else the classifier's)."""
+    scores = [defect.max_score for defect in result.defects]
+    if result.patches.max_score is not None:
+        scores.append(result.patches.max_score)
+    return AlertMessage(
+        result_id=result.result_id,
+        seq=result.seq,
+        frame_id=result.frame_id,
+        line=result.line,
+        station=result.station,
+        time=result.captured_at,
+        defect_count=len(result.defects),
+        worst_score=max(scores, default=0.0),
+        boxes=[defect.box for defect in result.defects],
+    )
+
+
+def make_result_id(line: str, station: str, session: int, seq: int) -> str:
+    """Idempotency key ``line:station:session:seq``, unique per station because seq never repeats."""
+    return f"{line}:{station}:{session}:{seq}"
+
+
+def model_ref(name: str, version: str, sha256: str) -> str:
+    """``name@version+sha256[:12]``: names a model exactly, short enough for every message."""
+    return f"{name}@{version}+{sha256[:12]}"
+
+
+def config_hash(settings_json: dict[str, Any]) -> str:
+    """sha256 prefix of settings dumped with ``model_dump(mode="json")`` (secrets already masked)."""
+    canonical = json.dumps(settings_json, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def parse_message(kind: str, payload: bytes | str) -> BaseModel:
+    """A JSON payload of topic ``kind`` as its model; raises ``pydantic.ValidationError``."""
+    if kind not in MESSAGE_MODELS:
+        raise ValueError(f"no JSON model for topic kind {kind!r}; one of {', '.join(MESSAGE_MODELS)}")
+    return MESSAGE_MODELS[kind].model_validate_json(payload)
+
+
+# --- JSON Schema files --------------------------------------------------------------------
+
+
+def schema_documents() -> dict[str, dict[str, Any]]:
+    """JSON Schema of every JSON payload, keyed by topic kind (what ``docs/schemas`` holds)."""
+    documents = {}
+    for kind, model in MESSAGE_MODELS.items():
+        schema = model.model_json_schema()
+        documents[kind] = {
+            "$schema": JSON_SCHEMA_DIALECT,
+            "$id": f"{DEFAULT_PREFIX}/{kind}/v{SCHEMA_VERSION}",
+            **schema,
+        }
+    return documents
+
+
+def schema_text(document: dict[str, Any]) -> str:
+    """The exact file text of a schema (stable key order, trailing newline)."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_schemas(out_dir: Path) -> list[Path]:
+    """Write ``{kind}.json`` for every payload into ``out_dir``; returns the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for kind, document in schema_documents().items():
+        path = out_dir / f"{kind}.json"
+        path.write_text(schema_text(document), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m shared.messages [OUT_DIR]``: regenerate the JSON Schema files."""
+    args = sys.argv[1:] if argv is None else argv
+    out_dir = Path(args[0]) if args else Path("docs/schemas")
+    for path in write_schemas(out_dir):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
