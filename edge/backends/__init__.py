@@ -1,0 +1,21 @@
+"""Inference backends (registry: onnxruntime, tensorrt); the runtime calls :func:`create_backend`."""
+
+from edge.backends.base import BackendError, InferenceBackend
+from edge.backends.config import BackendConfig, BackendKind, Precision
+from edge.backends.registry import BACKENDS, available_backends, create_backend, resolve_kind
+from edge.backends.tensorrt import BuildProgress, EngineInfo, build_engine
+
+__all__ = [
+    "BACKENDS",
+    "BackendConfig",
+    "BackendError",
+    "BackendKind",
+    "BuildProgress",
+    "EngineInfo",
+    "InferenceBackend",
+    "Precision",
+    "available_backends",
+    "build_engine",
+    "create_backend",
+    "resolve_kind",
+]
