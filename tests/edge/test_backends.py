@@ -177,7 +177,7 @@ def test_asking_for_tensorrt_without_it_names_the_missing_package(bundles):
     [
         ({"opt_batch": 256, "max_batch": 128}, "opt_batch"),
         ({"precision": "int8"}, "calibration_dir"),
-        ({"kind": "x"}, ""),
+        ({"kind": "x"}, "kind"),
     ],
 )
 def test_invalid_backend_settings_are_refused(fields: dict, message: str):
