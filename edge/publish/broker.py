@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import getpass
 import hashlib
 import os
 import secrets
@@ -95,6 +96,7 @@ class MosquittoBroker:
         self.extra_config = extra_config
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="pump-mosquitto-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self._process: subprocess.Popen[bytes] | None = None
         self._log = None
 
@@ -116,6 +118,9 @@ class MosquittoBroker:
 
     def _write_config(self) -> None:
         lines = [
+            # Run as whoever started us: as root, mosquitto would otherwise switch to user 'mosquitto',
+            # which cannot read our temp folder.
+            f"user {getpass.getuser()}",
             f"listener {self.port} {self.host}",
             f"allow_anonymous {'false' if self.users else 'true'}",
             f"persistence {'true' if self.persistence else 'false'}",
