@@ -1,0 +1,207 @@
+"""MQTT pieces that need no broker: settings, identity, properties, defect-map fitting, the watch view."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime, timezone
+
+import cv2
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from rich.console import Console
+
+from edge.config import EdgeSettings
+from edge.publish import broker
+from edge.publish.client import MqttPublisher
+from edge.publish.config import MqttConfig
+from edge.publish.connection import (
+    client_id_for,
+    connect_properties,
+    publish_properties,
+    read_password,
+    will_properties,
+)
+from edge.publish.defect_map import encode_png, fit_png
+from edge.publish.watch import Received, SeqTracker, WatchView
+from shared.config import ConfigError, load_settings
+from shared.messages import (
+    Box,
+    Defect,
+    PatchSummary,
+    ResultMessage,
+    StatusMessage,
+    alert_from_result,
+    make_result_id,
+    result_topic,
+)
+
+NOW = datetime(2025, 3, 4, 9, 15, 2, tzinfo=timezone.utc)
+
+
+def result(seq: int, station: str = "st1", verdict: str = "OK") -> ResultMessage:
+    return ResultMessage(
+        result_id=make_result_id("l1", station, 1, seq),
+        seq=seq,
+        session=1,
+        line="l1",
+        station=station,
+        frame_id=f"f{seq}",
+        source="synthetic",
+        captured_at=NOW,
+        processed_at=NOW,
+        frame_width_px=64,
+        frame_height_px=48,
+        verdict=verdict,
+        defects=[Defect(box=Box(x=1, y=2, w=3, h=4), area_px=9, max_score=0.9, mean_score=0.8)]
+        if verdict == "NG"
+        else [],
+        patches=PatchSummary(count=4, max_score=0.2, flagged=0),
+        latency_ms=5.0,
+    )
+
+
+def test_mqtt_settings_come_from_the_environment_and_hide_the_password(monkeypatch):
+    monkeypatch.setenv("PUMP_MQTT__HOST", "broker.plant")
+    monkeypatch.setenv("PUMP_MQTT__PROTOCOL", "3.1.1")
+    monkeypatch.setenv("PUMP_MQTT__PASSWORD", "hunter2-secret")
+    monkeypatch.setenv("PUMP_MQTT__USERNAME", "st1")
+    settings = load_settings(EdgeSettings)
+    assert settings.mqtt.host == "broker.plant" and not settings.mqtt.mqtt5
+    assert read_password(settings.mqtt) == "hunter2-secret"
+    for text in (repr(settings), str(settings), settings.model_dump_json(), str(settings.model_dump())):
+        assert "hunter2-secret" not in text
+
+
+def test_mqtt_settings_refuse_typos_and_contradictions():
+    with pytest.raises(ValidationError, match="extra"):
+        MqttConfig(hots="x")
+    with pytest.raises(ValidationError, match="not both"):
+        MqttConfig(password="a", password_file="/run/secrets/mqtt")
+    with pytest.raises(ValidationError, match="go together"):
+        MqttConfig(tls={"cert_file": "client.crt"})
+    with pytest.raises(ValidationError):
+        MqttConfig(qos=2)
+    with pytest.raises(ValidationError):
+        MqttConfig(topic_prefix="a/+/b")
+    with pytest.raises(ValidationError, match="reconnect_max_s"):
+        MqttConfig(reconnect_min_s=5, reconnect_max_s=1)
+    assert MqttConfig(protocol=5).protocol == "5"
+
+
+def test_a_bad_mqtt_value_names_the_field_and_its_source(monkeypatch):
+    monkeypatch.setenv("PUMP_MQTT__DEFECT_MAP", "sometimes")
+    with pytest.raises(ConfigError, match=r"mqtt\.defect_map \(from environment variable PUMP_MQTT__DEFECT_MAP\)"):
+        load_settings(EdgeSettings)
+
+
+def test_the_password_file_gives_its_first_line(tmp_path):
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("pa55 \nignored\n")
+    assert read_password(MqttConfig(password_file=secret)) == "pa55"
+    assert read_password(MqttConfig()) is None
+    with pytest.raises(FileNotFoundError, match="password_file"):
+        read_password(MqttConfig(password_file=tmp_path / "missing"))
+
+
+def test_client_ids_are_derived_from_line_and_station_and_validated():
+    assert client_id_for("pumpinspect", "line1", "st1") == "pumpinspect-line1-st1"
+    assert client_id_for("plant/a", "l", "s", "watch") == "plant-a-l-s-watch"
+    with pytest.raises(ValueError, match="client id"):
+        client_id_for("p", "l", "s" * 200)
+    with pytest.raises(ValueError, match="topic level"):
+        MqttPublisher(MqttConfig(host="h"), line="l/1", station="s", software_version="1")
+
+
+def test_mqtt5_properties_carry_will_delay_session_expiry_content_type_and_user_properties():
+    config = MqttConfig(will_delay_s=7)
+    assert connect_properties(config).SessionExpiryInterval == 7
+    assert will_properties(config).WillDelayInterval == 7
+    properties = publish_properties(config, "image/png", [("frame_id", "f1")], expiry_s=30)
+    assert properties.ContentType == "image/png" and properties.PayloadFormatIndicator == 0
+    assert properties.UserProperty == [("frame_id", "f1")] and properties.MessageExpiryInterval == 30
+    assert publish_properties(config, "application/json").PayloadFormatIndicator == 1
+    legacy = MqttConfig(protocol="3.1.1")
+    assert connect_properties(legacy) is None and publish_properties(legacy, "image/png") is None
+    assert connect_properties(MqttConfig(will_delay_s=0)) is None
+
+
+def test_a_publisher_refuses_results_of_other_stations_and_falling_seqs(tmp_path):
+    publisher = MqttPublisher(
+        MqttConfig(host="127.0.0.1", port=broker.free_port(), outbox_path=tmp_path / "o.db"),
+        line="l1",
+        station="st1",
+        software_version="1",
+    )
+    with pytest.raises(RuntimeError, match="not started"):
+        publisher.publish_result(result(1))
+    publisher.start()
+    try:
+        seq, result_id = publisher.next_result_ids()
+        assert (seq, result_id) == (1, "l1:st1:1:1")
+        publisher.publish_result(result(seq))
+        with pytest.raises(ValueError, match="seq must rise"):
+            publisher.publish_result(result(seq))
+        with pytest.raises(ValueError, match="given to l1/st1"):
+            publisher.publish_result(result(2, station="st2"))
+        assert publisher.outbox_depth == 1
+    finally:
+        publisher.stop(timeout_s=0.1)
+
+
+def test_a_defect_map_within_the_limit_is_left_alone():
+    image = np.zeros((40, 60), np.uint8)
+    fitted = fit_png(encode_png(image), 10_000)
+    assert fitted.scale == 1.0 and (fitted.width_px, fitted.height_px) == (60, 40)
+    assert fit_png(image, 10_000).png == fitted.png
+
+
+def test_an_oversized_defect_map_is_downscaled_until_it_fits():
+    noise = np.random.default_rng(1).integers(0, 256, (300, 500), dtype=np.uint8)
+    fitted = fit_png(noise, 8_000)
+    assert len(fitted.png) <= 8_000 and fitted.scale < 1
+    decoded = cv2.imdecode(np.frombuffer(fitted.png, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert decoded.shape == (fitted.height_px, fitted.width_px)
+    assert abs(decoded.shape[1] / decoded.shape[0] - 500 / 300) < 0.1  # aspect kept
+    with pytest.raises(ValueError, match="not a readable PNG"):
+        fit_png(b"not a png", 8_000)
+
+
+def test_the_seq_tracker_drops_redeliveries_and_counts_gaps():
+    tracker = SeqTracker()
+    outcomes = [tracker.see(result(seq)) for seq in (1, 2, 2, 5, 3, 6)]
+    assert outcomes == ["new", "new", "duplicate", "gap", "new", "new"]
+    assert tracker.duplicates == 1 and tracker.missing == 2
+    assert tracker.see(result(1, station="st2")) == "new"  # per station
+
+
+def test_the_watch_view_shows_states_results_and_alerts():
+    view = WatchView(max_rows=5)
+    status = StatusMessage(
+        line="l1", station="st1", state="online", software_version="1", config_hash="h", session=2, timestamp=NOW
+    )
+    ng = result(1, verdict="NG")
+    for message in (status, ng, alert_from_result(ng), result(3)):
+        view.add(Received(result_topic("l1", "st1"), "x", "l1", "st1", b"", False, 1, None, {}, message))
+    console = Console(width=160, record=True)
+    console.print(view.render())
+    text = console.export_text()
+    assert "online" in text and "ALERT" in text and "gap" in text
+    assert "results 2 (NG 1), alerts 1" in text and "missing 1" in text
+
+
+def test_a_missing_mosquitto_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(broker, "find_mosquitto", lambda: None)
+    with pytest.raises(broker.MosquittoNotFound, match="apt-get install mosquitto"):
+        broker.MosquittoBroker().start()
+    config, embedded = broker.ensure_broker(MqttConfig(host="broker.plant"))
+    assert embedded is None and config.host == "broker.plant"  # an external broker needs no binary
+
+
+def test_password_lines_use_mosquittos_pbkdf2_format():
+    user, rest = broker.password_line("station", "pw").split(":", 1)
+    _, kind, iterations, salt, digest = rest.split("$")
+    assert (user, kind, iterations) == ("station", "7", "101")
+    expected = hashlib.pbkdf2_hmac("sha512", b"pw", base64.b64decode(salt), 101)
+    assert base64.b64decode(digest) == expected
