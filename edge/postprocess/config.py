@@ -1,0 +1,45 @@
+"""``[postprocess]`` settings: how model outputs become defects and a frame verdict."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+VerdictRule = Literal["either", "segmenter", "classifier", "both"]
+
+
+class PostprocessConfig(BaseModel):
+    """Verdict rule, defect filtering, the cascade, threshold overrides and the defect-map picture."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verdict_rule: VerdictRule = Field(
+        "either",
+        description="NG when: either = a defect region or a classifier-flagged patch (recall first: an escaped "
+        "defect costs more than a second look); segmenter = a defect region; classifier = a flagged patch; "
+        "both = a flagged patch and a defect region. A rule naming a model that is not loaded uses the other.",
+    )
+    min_defect_area_px: int = Field(
+        16, ge=1, description="Smallest defect region (frame px) that counts; smaller ones are counted as noise."
+    )
+    max_defects: int = Field(50, ge=1, description="Most defect regions reported per frame (highest scores first).")
+    cascade_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="The segmenter runs on patches whose classifier probability is at least this "
+        "(default: the classifier's decision threshold; lower it to trade segmenter time for recall).",
+    )
+    decision_threshold: float | None = Field(
+        None, ge=0, le=1, description="Override of the classifier bundle's decision threshold (default: the bundle's)."
+    )
+    pixel_threshold: float | None = Field(
+        None, ge=0, le=1, description="Override of the segmenter bundle's pixel threshold (default: the bundle's)."
+    )
+    defect_map: Literal["overlay", "mask"] = Field(
+        "overlay", description="Defect-map PNG: the frame with defects tinted and boxed, or the ROI's binary mask."
+    )
+    defect_map_max_px: int = Field(
+        1024, ge=64, description="Longest side of the defect-map PNG (keeps MQTT payloads small)."
+    )
