@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from edge.backends.config import BackendConfig
+from edge.postprocess.config import PostprocessConfig
 from edge.publish.config import MqttConfig
+from edge.sources.config import SourceConfig
 from edge.store.config import StoreConfig
+from edge.tiling import RoiConfig
 from shared.config import GeometryConfig, PumpSettings
 
 
@@ -27,5 +31,11 @@ class EdgeSettings(PumpSettings):
         description="Inspection station id (an MQTT topic level).",
     )
     geometry: GeometryConfig = Field(default_factory=GeometryConfig, description="Frame -> patch geometry.")
+    roi: RoiConfig | None = Field(None, description="Fixed ROI box in frame px (default: geometry's center crop).")
+    source: SourceConfig = Field(default_factory=SourceConfig, description="Where frames come from.")
+    backend: BackendConfig = Field(default_factory=BackendConfig, description="Inference backend and its sizing.")
+    postprocess: PostprocessConfig = Field(
+        default_factory=PostprocessConfig, description="Defects, verdict rule and defect map."
+    )
     store: StoreConfig = Field(default_factory=StoreConfig, description="Uncertain-patch logging (issue 4, §6).")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker, delivery and payload policies.")

@@ -232,3 +232,16 @@ def test_synthetic_frames_are_deterministic_and_carry_a_bright_square_on_even_fr
 def test_invalid_source_settings_are_refused(fields: dict):
     with pytest.raises(ValidationError):
         SourceConfig(**fields)
+
+
+def test_the_station_settings_carry_the_source_section(monkeypatch: pytest.MonkeyPatch):
+    from edge.config import EdgeSettings
+    from shared.config import ConfigError, load_settings
+
+    monkeypatch.setenv("PUMP_SOURCE__SPEC", "video:/data/run.mp4")
+    monkeypatch.setenv("PUMP_SOURCE__MAX_FRAMES", "10")
+    settings = load_settings(EdgeSettings)
+    assert (settings.source.kind, settings.source.target, settings.source.max_frames) == ("video", "/data/run.mp4", 10)
+    monkeypatch.setenv("PUMP_SOURCE__SPEC", "tape:/dev/st0")
+    with pytest.raises(ConfigError, match="source.spec"):
+        load_settings(EdgeSettings)
