@@ -14,6 +14,7 @@ import collections
 import hashlib
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -215,7 +216,11 @@ def build_engine(
             if problem != "no cached engine":
                 log.warning("refusing cached engine %s: %s; rebuilding", key.stem, problem)
             started = time.monotonic()
-            serialized = _build(trt, bundle, config, key, device, calibration_batch, notify)
+            with warnings.catch_warnings():
+                # TensorRT >= 10.1 deprecates the weak-typing flags and calibrators used here on purpose:
+                # JetPack 6 ships TensorRT 10.3, and the strongly typed path needs ModelOpt-converted models.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                serialized = _build(trt, bundle, config, key, device, calibration_batch, notify)
             seconds = time.monotonic() - started
             notify(BuildProgress("writing", f"built in {seconds:.0f} s; writing {key.stem}"))
             extra = {
