@@ -15,3 +15,16 @@ if [ ! -f "$stamp" ]; then
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi
+# The MQTT tests and the edge's embedded broker need the Mosquitto binary (Debian puts it in /usr/sbin).
+if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "bootstrap: installing mosquitto (MQTT broker for the edge tests)"
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null; }; then
+      echo "bootstrap: note: could not install mosquitto; the MQTT tests will be skipped"
+    fi
+  else
+    echo "bootstrap: note: mosquitto is not installed and this is not root with apt-get; the MQTT tests" \
+      "will be skipped (install it: sudo apt-get install mosquitto, or brew install mosquitto)"
+  fi
+fi

@@ -27,6 +27,7 @@ from pathlib import Path
 from edge.publish.config import MqttConfig
 
 LOOPBACK = "127.0.0.1"
+_SILENT_READY_S = 0.5  # configs that log elsewhere: accepted connections for this long mean ready
 _SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin", "/snap/bin")
 
 
@@ -78,6 +79,7 @@ class MosquittoBroker:
         users: dict[str, str] | None = None,
         persistence: bool = False,
         extra_config: str = "",
+        config_text: str | None = None,
         workdir: Path | None = None,
     ) -> None:
         """Args:
@@ -87,6 +89,8 @@ class MosquittoBroker:
         persistence: keep retained messages and persistent sessions across restarts (like a real
             deployment, so a consumer's queued results survive a broker restart).
         extra_config: more ``mosquitto.conf`` lines (e.g. ``message_size_limit 100000``).
+        config_text: a whole ``mosquitto.conf`` to use instead of the generated one (it must listen
+            on ``host:port``); for checking deployment configs.
         workdir: where config, password file, database and log go (default: a new temp folder).
         """
         self.host = host
@@ -94,11 +98,13 @@ class MosquittoBroker:
         self.users = dict(users or {})
         self.persistence = persistence
         self.extra_config = extra_config
+        self.config_text = config_text
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="pump-mosquitto-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._process: subprocess.Popen[bytes] | None = None
         self._log = None
+        self._log_offset = 0
 
     @property
     def config_path(self) -> Path:
@@ -117,6 +123,9 @@ class MosquittoBroker:
         return self._process.pid if self._process else None
 
     def _write_config(self) -> None:
+        if self.config_text is not None:
+            self.config_path.write_text(self.config_text)
+            return
         lines = [
             # Run as whoever started us: as root, mosquitto would otherwise switch to user 'mosquitto',
             # which cannot read our temp folder.
@@ -152,6 +161,7 @@ class MosquittoBroker:
             )
         self._write_config()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the broker
+        self._log_offset = self.log_path.stat().st_size  # a restart appends: look only at this run's lines
         self._process = subprocess.Popen(
             [binary, "-c", str(self.config_path)],
             stdout=self._log,
@@ -159,21 +169,32 @@ class MosquittoBroker:
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        while time.monotonic() < started + timeout_s:
             if self._process.poll() is not None:
                 self._close_log()
                 raise RuntimeError(
                     f"mosquitto exited with code {self._process.returncode} on {self.host}:{self.port} "
                     f"(port taken?); its log:\n{self.log_tail()}"
                 )
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.02)
+            if self._accepts() and (self._says_running() or time.monotonic() - started > _SILENT_READY_S):
+                return self
+            time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"mosquitto did not accept connections on {self.host}:{self.port} within {timeout_s} s")
+
+    def _accepts(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def _says_running(self) -> bool:
+        """Mosquitto logs 'running' once all listeners are bound (a connect alone may reach another listener)."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_offset)
+            return b" running" in log.read()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the broker (SIGTERM, then SIGKILL); it saves its database first when persistent."""
@@ -226,6 +247,14 @@ def ensure_broker(config: MqttConfig) -> tuple[MqttConfig, MosquittoBroker | Non
     """
     if config.host is not None:
         return config, None
-    broker = MosquittoBroker(port=config.port).start()
+    broker = MosquittoBroker(port=config.port)
+    try:
+        broker.start()
+    except RuntimeError as error:
+        broker.close()
+        raise RuntimeError(
+            f"{error}\nIf a broker already listens on {LOOPBACK}:{config.port} (e.g. the system's mosquitto "
+            f"service), use it: mqtt.host = '{LOOPBACK}'; or pick another mqtt.port."
+        ) from None
     atexit.register(broker.close)
     return config.model_copy(update={"host": LOOPBACK, "port": broker.port}), broker

@@ -72,7 +72,7 @@ class MqttConfig(BaseModel):
         256_000,
         ge=1024,
         description="Largest defect-map payload; bigger maps are downscaled until they fit (never dropped). "
-        "Keep it under the broker's message_size_limit.",
+        "Keep it under the broker's packet size limit (Mosquitto max_packet_size).",
     )
     stats_interval_s: float = Field(10.0, gt=0, description="How often the runtime publishes stats.")
     outbox_path: Path = Field(

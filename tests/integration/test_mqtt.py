@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.publish.broker import MosquittoBroker, ensure_broker, find_mosquitto, free_port
+from edge.publish.broker import MosquittoBroker, ensure_broker, find_mosquitto, free_port, password_line
 from edge.publish.client import LinkState, MqttPublisher
 from edge.publish.config import MqttConfig
 from edge.publish.watch import MessageCollector, Received, SeqTracker
@@ -316,3 +318,51 @@ def test_the_embedded_broker_starts_when_no_host_is_set_and_stops_by_pid(tmp_pat
     assert not embedded.running
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def deploy_config(certs: Path, passwords: Path, state: Path, plain_port: int, tls_port: int) -> str:
+    """deploy/mosquitto/mosquitto.conf with its paths and ports moved into the test's folders."""
+    text = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    for old, new in {
+        "/etc/mosquitto/certs/": f"{certs}/",
+        "/etc/mosquitto/passwd": str(passwords),
+        "/etc/mosquitto/acl": str(REPO / "deploy" / "mosquitto" / "acl"),
+        "/var/lib/mosquitto/": f"{state}/",
+        "listener 1883 127.0.0.1": f"listener {plain_port} 127.0.0.1",
+        "listener 8883": f"listener {tls_port} 127.0.0.1",
+    }.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    return text + f"user {getpass.getuser()}\n"  # as root, mosquitto would switch to a user without access
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command (make-dev-ca.sh)")
+def test_the_deploy_config_serves_tls_with_passwords_and_the_station_acl(tmp_path):
+    certs = tmp_path / "certs"
+    script = REPO / "deploy" / "mosquitto" / "make-dev-ca.sh"
+    subprocess.run([str(script), str(certs), "localhost", "st1"], check=True, capture_output=True, timeout=60)
+    passwords = tmp_path / "passwd"
+    passwords.write_text(password_line("st1", "station-pw") + "\n" + password_line("mes", "mes-pw") + "\n")
+    tls_port = free_port()
+    text = deploy_config(certs, passwords, tmp_path, free_port(), tls_port)
+    with MosquittoBroker(port=tls_port, config_text=text, workdir=tmp_path / "broker"):
+        tls = {"ca_file": certs / "ca.crt", "cert_file": certs / "st1.crt", "key_file": certs / "st1.key"}
+        common = {"host": "localhost", "port": tls_port, "tls": tls, "reconnect_min_s": 0.1, "reconnect_max_s": 0.3}
+        collector = MessageCollector(MqttConfig(**common, username="mes", password="mes-pw"), kinds=["result"])
+        collector.start()
+        station = MqttConfig(**common, username="st1", password="station-pw", outbox_path=tmp_path / "a.db")
+        own = MqttPublisher(station, line=LINE, station="st1", software_version="t", config_hash="h")
+        own.start()
+        own.publish_result(make_result(own, 1))
+        assert own.stop(timeout_s=5) and own.counters.acked == 1
+        # The same user posing as another station: the ACL refuses, the outbox drops and counts it.
+        other = station.model_copy(update={"outbox_path": tmp_path / "b.db"})
+        impostor = MqttPublisher(other, line=LINE, station="st2", software_version="t", config_hash="h")
+        impostor.start()
+        impostor.publish_result(make_result(impostor, 1))
+        assert impostor.flush(5) and impostor.counters.rejected == 1
+        impostor.stop(timeout_s=1)
+        assert collector.wait_for(lambda m: len(m) >= 1, 3)
+        time.sleep(0.2)
+        collector.stop()
+    assert [(m.station, m.message.seq) for m in collector.messages()] == [("st1", 1)]
