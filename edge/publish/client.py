@@ -223,7 +223,8 @@ class MqttPublisher:
         """Queue a result (+ alert if NG, + defect map per policy) durably; returns before delivery.
 
         ``defect_map`` is PNG bytes or an 8-bit image; it is downscaled to ``defect_map_max_bytes``.
-        Raises ValueError when the result belongs to another station or its ``seq`` does not rise.
+        Call it from one thread. Raises ValueError when the result belongs to another station or its
+        ``seq`` does not rise.
         """
         outbox = self._require_outbox()
         if (result.line, result.station) != (self.line, self.station):
@@ -246,6 +247,8 @@ class MqttPublisher:
     def publish_stats(self, stats: StatsMessage) -> bool:
         """Publish stats at QoS 0 with the outbox numbers filled in; False (counted) while disconnected."""
         outbox = self._require_outbox()
+        if (stats.line, stats.station) != (self.line, self.station):
+            raise ValueError(f"stats of {stats.line}/{stats.station} given to {self.line}/{self.station}")
         stats = stats.model_copy(
             update={
                 "outbox_depth": outbox.depth,

@@ -23,6 +23,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from edge.publish.broker import LOOPBACK
 from edge.publish.config import MqttConfig
 from edge.publish.connection import make_client
 from shared.messages import (
@@ -104,7 +105,8 @@ class MessageCollector:
         on_message: Callable[[Received], None] | None = None,
     ) -> None:
         """Args:
-        config: broker settings (host must be set); the same ``[mqtt]`` section a station uses.
+        config: broker settings; the same ``[mqtt]`` section a station uses (no host: the station's
+            embedded broker on 127.0.0.1:port).
         line, station: which stations ('+' = all).
         kinds: topic kinds to subscribe to.
         client_id: fixed id (needed for a persistent session); default a random one.
@@ -112,8 +114,10 @@ class MessageCollector:
             disconnects for an hour, like an MES that must not miss results.
         on_message: called for every message, on the network thread.
         """
-        if config.host is None:
-            raise ValueError("mqtt.host is not set: nothing to watch (is the station's embedded broker running?)")
+        if config.host is None:  # the station's embedded broker listens on loopback at mqtt.port
+            if config.port == 0:
+                raise ValueError("mqtt.host is not set and mqtt.port is 0: give the broker's port to watch")
+            config = config.model_copy(update={"host": LOOPBACK})
         self.config = config
         self.filters = [topic_filter(kind, line, station, config.topic_prefix) for kind in kinds]
         self.persistent = persistent

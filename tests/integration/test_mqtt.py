@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,11 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from rich.console import Console
 
 from edge.publish.broker import MosquittoBroker, ensure_broker, find_mosquitto, free_port, password_line
 from edge.publish.client import LinkState, MqttPublisher
 from edge.publish.config import MqttConfig
-from edge.publish.watch import MessageCollector, Received, SeqTracker
+from edge.publish.watch import MessageCollector, Received, SeqTracker, watch
 from shared.messages import AlertMessage, ResultMessage, StationState, alert_from_result
 from tests.integration.mqtt_station import LINE, STATION, make_result
 
@@ -366,3 +368,19 @@ def test_the_deploy_config_serves_tls_with_passwords_and_the_station_acl(tmp_pat
         time.sleep(0.2)
         collector.stop()
     assert [(m.station, m.message.seq) for m in collector.messages()] == [("st1", 1)]
+
+
+def test_watch_shows_what_a_station_publishes(broker, tmp_path):
+    config = station_config(broker, tmp_path)
+    publisher = MqttPublisher(config, line=LINE, station=STATION, software_version="t", config_hash="h")
+    publisher.start()
+    publisher.set_status("online")
+    console = Console(width=160, record=True, force_terminal=False)
+    feeder = threading.Timer(0.6, lambda: [publisher.publish_result(make_result(publisher, i)) for i in range(3)])
+    feeder.start()
+    view = watch(config.model_copy(update={"host": None}), LINE, STATION, duration_s=2.0, console=console)
+    feeder.join()
+    publisher.stop(timeout_s=2)
+    assert view.counts == {"result": 3, "alert": 1, "NG": 1}
+    assert view.statuses[f"{LINE}/{STATION}"].state == StationState.ONLINE
+    assert "ALERT" in console.export_text()
