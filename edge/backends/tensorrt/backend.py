@@ -70,7 +70,11 @@ class TensorRTBackend(InferenceBackend):
     def _deserialize(self, info: EngineInfo) -> Any:
         if self._runtime is None:
             self._runtime = self._trt.Runtime(trt_logger(self._trt))
-        return self._runtime.deserialize_cuda_engine(info.path.read_bytes())
+        try:
+            return self._runtime.deserialize_cuda_engine(info.path.read_bytes())
+        except Exception as error:  # some TensorRT versions raise instead of returning None
+            log.warning("deserializing %s raised %s", info.path, error)
+            return None
 
     def _prepare(self) -> None:
         trt, engine = self._trt, self._engine
