@@ -1,25 +1,20 @@
 """The station's MQTT publisher: results through the durable outbox, in order, at least once.
 
-Threads: the caller (pipeline) writes results into the outbox; paho's network thread connects,
-reconnects with backoff and reports acks; the publisher's own *pump* thread sends outbox rows in
-id order, at most ``max_inflight`` unacknowledged, deleting each row when the broker acks it.
-After a reconnect the pump starts again from the oldest row, and paho's in-RAM copies are
-dropped, so order holds across outages (a message acked just before a link loss may arrive
-twice: consumers dedupe by ``result_id``). Status is retained: the current state on every
-(re)connect (birth), ``offline`` as the Last Will (delayed under MQTT 5), ``stopped`` on a clean
-stop. Every link state change is logged once; repeats are only counted.
+Three threads meet here: the pipeline calls :meth:`MqttPublisher.publish_result`, which only
+writes to the outbox; paho's network thread connects, reconnects with backoff and reports acks;
+the :class:`~edge.publish.sender.OutboxSender` thread moves outbox rows to the broker in order.
+Status is retained: the current state on every (re)connect (birth), ``offline`` as the Last Will
+(delayed under MQTT 5), ``stopped`` on a clean stop. Each link state change is logged once
+(:class:`~edge.publish.link.BrokerLink`); repeats are only counted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import queue
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import Enum
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -36,7 +31,9 @@ from edge.publish.connection import (
     will_properties,
 )
 from edge.publish.defect_map import fit_png
-from edge.publish.outbox import Outbox, OutboxMessage, OutboxRow
+from edge.publish.link import BrokerLink, LinkState
+from edge.publish.outbox import Outbox, OutboxMessage
+from edge.publish.sender import OutboxSender
 from shared.messages import (
     ResultMessage,
     StationState,
@@ -49,33 +46,20 @@ from shared.messages import (
 )
 
 log = logging.getLogger(__name__)
-_ACK_WAKE_S = 0.5
 
 
-class LinkState(str, Enum):
-    """Connection to the broker as the log reports it (one line per change)."""
-
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    UNREACHABLE = "unreachable"
-    REFUSED = "refused"
-    DISCONNECTED = "disconnected"
-    STOPPED = "stopped"
-
-
-@dataclass
+@dataclass(frozen=True)
 class PublisherCounters:
     """Totals since start (what a log would otherwise repeat)."""
 
-    connects: int = 0
-    connect_failures: int = 0
-    disconnects: int = 0
-    sent: int = 0
-    acked: int = 0
-    rejected: int = 0
-    stats_skipped: int = 0
-    defect_map_errors: int = 0
+    connects: int
+    connect_failures: int
+    disconnects: int
+    sent: int
+    acked: int
+    rejected: int
+    stats_skipped: int
+    defect_map_errors: int
 
 
 def _now() -> datetime:
@@ -106,25 +90,17 @@ class MqttPublisher:
         self.software_version = software_version
         self.models = dict(models or {})
         self.config_hash = config_hash
-        self.counters = PublisherCounters()
         self.session = 0
+        self._counts = dict.fromkeys(
+            ("connects", "connect_failures", "disconnects", "stats_skipped", "defect_map_errors"), 0
+        )
         self._state = StationState.STARTING
         self._state_since = _now()
-        self._link = LinkState.IDLE
-        self._link_since = time.monotonic()
-        self._link_lock = threading.Lock()
-        self._send_lock = threading.Lock()  # order: _send_lock, then paho's locks; never the reverse
-        self._connected = False
-        self._generation = 0  # bumped by every connect/disconnect; a pump working on an old one restarts
-        self._acks: queue.SimpleQueue[tuple[int, int, str, int]] = queue.SimpleQueue()
-        self._wake = threading.Event()
-        self._pump_stop = threading.Event()
-        self._inflight = 0
         self._last_seq = 0
         self._stopping = False
         self._outbox: Outbox | None = None
-        self._client: mqtt.Client | None = None
-        self._pump: threading.Thread | None = None
+        self._link: BrokerLink | None = None
+        self._sender: OutboxSender | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -144,9 +120,9 @@ class MqttPublisher:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         self._set_will(client)
-        self._client = client
-        self._pump = threading.Thread(target=self._run_pump, name=f"mqtt-outbox-{self.station}", daemon=True)
-        self._pump.start()
+        self._link = BrokerLink(client)
+        self._sender = OutboxSender(self._outbox, self._link, self.config, name=f"mqtt-outbox-{self.station}")
+        self._sender.start()
         log.info(
             "mqtt: station %s/%s session %d -> %s:%d as %s (MQTT %s, TLS %s, user %s), %d message(s) in the outbox",
             self.line,
@@ -160,7 +136,7 @@ class MqttPublisher:
             "set" if self.config.username else "none",
             self._outbox.depth,
         )
-        self._set_link(LinkState.CONNECTING, "")
+        self._link.set_state(LinkState.CONNECTING)
         client.connect_async(
             self.config.host,
             self.config.port,
@@ -176,30 +152,24 @@ class MqttPublisher:
         Returns True when everything was delivered; otherwise the rest stays in the outbox and
         goes out after the next start. Safe to call twice.
         """
-        if self._outbox is None or self._client is None:
+        if self._outbox is None or self._link is None or self._sender is None:
             return True
         deadline = time.monotonic() + timeout_s
         flushed = self.flush(timeout_s)
         self._state, self._state_since = StationState.STOPPED, _now()
-        info = None
-        with self._send_lock:
-            if self._connected:
-                info = self._publish_status_locked()
+        info = self._publish_status()
         if info is not None:
             with contextlib.suppress(RuntimeError, ValueError):  # not delivered: the Will says offline later
                 info.wait_for_publish(max(0.1, deadline - time.monotonic()))
         self._stopping = True
-        self._pump_stop.set()
-        self._wake.set()
-        if self._pump is not None:
-            self._pump.join(timeout=5)
-        self._client.disconnect(properties=disconnect_properties(self.config))
-        self._client.loop_stop()
+        self._sender.stop()
+        self._link.client.disconnect(properties=disconnect_properties(self.config))
+        self._link.client.loop_stop()
         depth = self._outbox.depth
         self._outbox.close()
         self._outbox = None
         left = "" if flushed else f"{depth} message(s) stay in the outbox for the next start"
-        self._set_link(LinkState.STOPPED, left)
+        self._link.set_state(LinkState.STOPPED, left)
         return flushed
 
     def flush(self, timeout_s: float) -> bool:
@@ -208,7 +178,6 @@ class MqttPublisher:
         while self._outbox is not None and self._outbox.depth > 0:
             if time.monotonic() >= deadline:
                 return False
-            self._wake.set()
             time.sleep(0.02)
         return True
 
@@ -242,7 +211,8 @@ class MqttPublisher:
                 messages.append(map_message)
         outbox.append(messages)
         self._last_seq = result.seq
-        self._wake.set()
+        if self._sender is not None:
+            self._sender.wake()
 
     def publish_stats(self, stats: StatsMessage) -> bool:
         """Publish stats at QoS 0 with the outbox numbers filled in; False (counted) while disconnected."""
@@ -256,15 +226,11 @@ class MqttPublisher:
                 "outbox_expired": outbox.counter("expired"),
             }
         )
-        with self._send_lock:
-            if self._connected and self._client is not None:
-                properties = publish_properties(self.config, JSON_CONTENT_TYPE)
-                info = self._client.publish(
-                    self.topics["stats"], stats.model_dump_json().encode(), 0, False, properties=properties
-                )
-                if info.rc == mqtt.MQTT_ERR_SUCCESS:
-                    return True
-        self.counters.stats_skipped += 1
+        properties = publish_properties(self.config, JSON_CONTENT_TYPE)
+        payload = stats.model_dump_json().encode()
+        if self._link is not None and self._link.publish(self.topics["stats"], payload, 0, False, properties):
+            return True
+        self._counts["stats_skipped"] += 1
         return False
 
     def set_status(self, state: StationState | str, models: dict[str, str] | None = None) -> None:
@@ -275,14 +241,12 @@ class MqttPublisher:
         if state != self._state:
             log.info("mqtt: station state %s -> %s", self._state.value, state.value)
         self._state, self._state_since = state, _now()
-        with self._send_lock:
-            if self._connected:
-                self._publish_status_locked()
+        self._publish_status()
 
     @property
     def connected(self) -> bool:
         """True between a successful CONNACK and the next link loss."""
-        return self._connected
+        return self._link is not None and self._link.connected
 
     @property
     def outbox_depth(self) -> int:
@@ -297,7 +261,18 @@ class MqttPublisher:
     @property
     def link(self) -> LinkState:
         """The broker link as last logged."""
-        return self._link
+        return self._link.state if self._link is not None else LinkState.IDLE
+
+    @property
+    def counters(self) -> PublisherCounters:
+        """A snapshot of the totals since start."""
+        sender = self._sender.counters if self._sender is not None else None
+        return PublisherCounters(
+            sent=sender.sent if sender else 0,
+            acked=sender.acked if sender else 0,
+            rejected=sender.rejected if sender else 0,
+            **self._counts,
+        )
 
     # --- messages ---------------------------------------------------------------------
 
@@ -326,7 +301,7 @@ class MqttPublisher:
         try:
             fitted = fit_png(defect_map, self.config.defect_map_max_bytes)
         except ValueError as error:  # a bad map must never cost the result
-            self.counters.defect_map_errors += 1
+            self._counts["defect_map_errors"] += 1
             log.warning("mqtt: defect map of %s not published: %s", result.result_id, error)
             return None
         return OutboxMessage(
@@ -344,12 +319,13 @@ class MqttPublisher:
             ),
         )
 
-    def _publish_status_locked(self) -> mqtt.MQTTMessageInfo:
-        """Publish the retained status; the caller holds ``_send_lock`` and is connected."""
-        assert self._client is not None
+    def _publish_status(self) -> mqtt.MQTTMessageInfo | None:
+        """Publish the retained status if connected; the paho message info, or None."""
+        if self._link is None:
+            return None
         payload = self.status_message().model_dump_json().encode()
         properties = publish_properties(self.config, JSON_CONTENT_TYPE)
-        return self._client.publish(self.topics["status"], payload, 1, True, properties=properties)
+        return self._link.publish(self.topics["status"], payload, 1, True, properties)
 
     def _set_will(self, client: mqtt.Client) -> None:
         payload = self.status_message(StationState.OFFLINE).model_dump_json().encode()
@@ -360,42 +336,37 @@ class MqttPublisher:
             raise RuntimeError("publisher not started (or already stopped)")
         return self._outbox
 
-    # --- paho callbacks (network thread; short, never blocking on the pump) -------------
+    # --- paho callbacks (network thread; short, never waiting for the sender) ----------------
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        assert self._link is not None and self._sender is not None
         if reason_code.is_failure:
-            self.counters.connect_failures += 1
-            self._set_link(LinkState.REFUSED, f"broker refused the connection: {reason_code}")
+            self._counts["connect_failures"] += 1
+            self._link.set_state(LinkState.REFUSED, f"broker refused the connection: {reason_code}")
             return
-        with self._send_lock:
-            client.drop_out_messages()  # the outbox owns redelivery; paho's copies would be duplicates
-            self._generation += 1
-            self._connected = True
-            self._publish_status_locked()  # birth
-        self.counters.connects += 1
+        self._link.up(birth=self._publish_status)
+        self._counts["connects"] += 1
         depth = self.outbox_depth
-        self._set_link(LinkState.CONNECTED, f"sending {depth} queued message(s)" if depth else "")
-        self._wake.set()
+        self._link.set_state(LinkState.CONNECTED, f"sending {depth} queued message(s)" if depth else "")
+        self._sender.wake()
 
     def _on_connect_fail(self, client, userdata) -> None:
-        self.counters.connect_failures += 1
-        self._set_link(
+        assert self._link is not None
+        self._counts["connect_failures"] += 1
+        self._link.set_state(
             LinkState.UNREACHABLE,
             f"cannot reach {self.config.host}:{self.config.port}; retrying (backoff up to "
             f"{self.config.reconnect_max_s:g} s), results wait in the outbox",
         )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        with self._send_lock:
-            was_connected = self._connected
-            self._connected = False
-            self._generation += 1
-            client.drop_out_messages()
+        assert self._link is not None and self._sender is not None
+        was_connected = self._link.down()
         if self._stopping:
             return
         self._set_will(client)  # refreshed timestamp for the next connection
         if was_connected:
-            self.counters.disconnects += 1
+            self._counts["disconnects"] += 1
             if reason_code == "Session taken over":
                 log.error(
                     "mqtt: another client connected as %s: is a second process running for %s/%s?",
@@ -403,96 +374,12 @@ class MqttPublisher:
                     self.line,
                     self.station,
                 )
-            self._set_link(LinkState.DISCONNECTED, f"{reason_code}; reconnecting, results wait in the outbox")
-        self._wake.set()
+            self._link.set_state(LinkState.DISCONNECTED, f"{reason_code}; reconnecting, results wait in the outbox")
+        self._sender.wake()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        # Runs under paho's message lock: hand over to the pump, take no lock of ours.
-        self._acks.put((mid, int(reason_code.is_failure), str(reason_code), self._generation))
-        self._wake.set()
-
-    def _set_link(self, state: LinkState, detail: str) -> None:
-        with self._link_lock:
-            if state == self._link:
-                return
-            previous, since = self._link, self._link_since
-            self._link, self._link_since = state, time.monotonic()
-        after = f" after {time.monotonic() - since:.1f} s {previous.value}" if previous != LinkState.IDLE else ""
-        calm = (LinkState.CONNECTED, LinkState.CONNECTING, LinkState.STOPPED)
-        level = logging.INFO if state in calm else logging.WARNING
-        log.log(level, "mqtt: %s%s%s", state.value, after, f" ({detail})" if detail else "")
-
-    # --- the pump: outbox rows -> paho, in id order ---------------------------------------
-
-    def _run_pump(self) -> None:
-        inflight: dict[int, int] = {}  # paho mid -> outbox row id
-        cursor, generation = 0, -1
-        while not self._pump_stop.is_set():
-            self._wake.wait(_ACK_WAKE_S)
-            self._wake.clear()
-            try:
-                self._take_acks(inflight, generation)
-                with self._send_lock:
-                    connected, current = self._connected, self._generation
-                if current != generation:  # link changed: acks of the old link first, then resend from the oldest
-                    self._take_acks(inflight, generation)
-                    inflight.clear()
-                    cursor, generation = 0, current
-                if connected:
-                    cursor = self._fill(inflight, cursor, generation)
-                self._inflight = len(inflight)
-            except Exception:  # pragma: no cover - keep delivering whatever went wrong once
-                log.exception("mqtt: outbox pump error")
-                time.sleep(_ACK_WAKE_S)
-
-    def _take_acks(self, inflight: dict[int, int], generation: int) -> None:
-        outbox = self._outbox
-        while True:
-            try:
-                mid, failed, reason, ack_generation = self._acks.get_nowait()
-            except queue.Empty:
-                return
-            row_id = inflight.pop(mid, None) if ack_generation == generation else None
-            if row_id is None or outbox is None:
-                continue  # a status/stats message, or a link that is gone
-            outbox.delete(row_id)
-            if failed:  # the broker will never take it (e.g. not authorised): drop, or it blocks the line
-                self.counters.rejected += 1
-                log.warning("mqtt: broker rejected outbox message %d: %s (dropped)", row_id, reason)
-            else:
-                self.counters.acked += 1
-
-    def _fill(self, inflight: dict[int, int], cursor: int, generation: int) -> int:
-        outbox = self._outbox
-        while outbox is not None and len(inflight) < self.config.max_inflight:
-            rows = outbox.pending(cursor, self.config.max_inflight - len(inflight))
-            if not rows:
-                break
-            for row in rows:
-                expiry_s = self._remaining_expiry(row)
-                if expiry_s is not None and expiry_s <= 0:
-                    outbox.expire(row.id)
-                    cursor = row.id
-                    continue
-                message = row.message
-                properties = publish_properties(self.config, message.content_type, message.user_properties, expiry_s)
-                with self._send_lock:
-                    if not self._connected or self._generation != generation or self._client is None:
-                        return cursor
-                    info = self._client.publish(
-                        message.topic, message.payload, message.qos, message.retain, properties=properties
-                    )
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    return cursor  # link just went; the next generation starts over
-                inflight[info.mid] = row.id
-                cursor = row.id
-                self.counters.sent += 1
-        return cursor
-
-    def _remaining_expiry(self, row: OutboxRow) -> int | None:
-        if self.config.message_expiry_s is None:
-            return None
-        return int(self.config.message_expiry_s - (time.time() - row.created_at))
+        if self._sender is not None:  # paho holds its message lock here: the sender only queues the ack
+            self._sender.on_ack(mid, reason_code.is_failure, str(reason_code))
 
 
 __all__ = ["LinkState", "MqttPublisher", "PublisherCounters"]
