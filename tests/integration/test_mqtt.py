@@ -164,6 +164,27 @@ def test_status_birth_is_retained_and_the_will_reports_offline_after_its_delay(b
         kill_hard(station)
 
 
+def test_a_quick_restart_within_the_will_delay_does_not_flash_offline(broker, tmp_path):
+    watcher = MessageCollector(station_config(broker, tmp_path), LINE, STATION, kinds=["status"]).start()
+    outbox = tmp_path / "outbox.sqlite3"
+    first = spawn_station(broker, outbox, "--hold", "--will-delay", "3")
+    try:
+        read_until(first, "holding")
+        assert watcher.wait_for(has_state(StationState.ONLINE), 5)
+    finally:
+        kill_hard(first)
+    second = spawn_station(broker, outbox, "--hold", "--will-delay", "3")
+    try:
+        read_until(second, "holding")
+        assert watcher.wait_for(lambda m: sum(x.message.state == StationState.ONLINE for x in m) == 2, 5)
+        time.sleep(3.5 - 0.5)  # past the first connection's Will delay
+        states = [(m.message.state, m.message.session) for m in watcher.messages()]
+        assert states == [(StationState.ONLINE, 1), (StationState.ONLINE, 2)]  # the session took over the Will
+    finally:
+        kill_hard(second)
+        watcher.stop()
+
+
 def test_a_broker_outage_mid_stream_loses_nothing_and_keeps_the_order(broker, tmp_path):
     collector = mes(broker, tmp_path)
     config = station_config(broker, tmp_path)
