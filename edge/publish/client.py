@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -78,9 +79,14 @@ class MqttPublisher:
         software_version: str,
         models: dict[str, str] | None = None,
         config_hash: str = "",
+        data_dir: Path | None = None,
     ) -> None:
-        """Nothing connects or touches disk here; call :meth:`start`."""
+        """Nothing connects or touches disk here; call :meth:`start`.
+
+        ``data_dir`` is the station's data folder, where the outbox lives unless ``mqtt.outbox_path`` says.
+        """
         self.config = config
+        self.outbox_path = config.resolved_outbox_path(data_dir)
         self.line, self.station = line, station
         self.topics = {
             kind: station_topic(kind, line, station, config.topic_prefix)
@@ -110,7 +116,7 @@ class MqttPublisher:
             raise RuntimeError("publisher already started")
         if self.config.host is None:
             raise ValueError("mqtt.host is not set: start the embedded broker first (broker.ensure_broker)")
-        self._outbox = Outbox(self.config.outbox_path, self.config.outbox_max_rows)
+        self._outbox = Outbox(self.outbox_path, self.config.outbox_max_rows)
         self.session = self._outbox.start_session()
         self._last_seq = self._outbox.counter("seq")
         client = make_client(self.config, self.client_id)

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from shared.messages import DEFAULT_PREFIX, PREFIX_PATTERN
 
+OUTBOX_SUBPATH = "mqtt/outbox.sqlite3"
+
 
 class MqttTlsConfig(BaseModel):
     """TLS towards the broker; present = TLS on. Without ``ca_file`` the system CAs are used."""
@@ -75,8 +77,10 @@ class MqttConfig(BaseModel):
         "Keep it under the broker's packet size limit (Mosquitto max_packet_size).",
     )
     stats_interval_s: float = Field(10.0, gt=0, description="How often the runtime publishes stats.")
-    outbox_path: Path = Field(
-        Path("edge-data/mqtt-outbox.sqlite3"), description="SQLite file of the durable outbox and counters."
+    outbox_path: Path | None = Field(
+        None,
+        description=f"SQLite file of the durable outbox and the seq/session counters; "
+        f"default <data_dir>/{OUTBOX_SUBPATH}. Keep it across updates: seq continues from it.",
     )
     outbox_max_rows: int = Field(
         100_000,
@@ -107,6 +111,14 @@ class MqttConfig(BaseModel):
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) < reconnect_min_s ({self.reconnect_min_s})")
         return self
+
+    def resolved_outbox_path(self, data_dir: Path | None) -> Path:
+        """``outbox_path``, or its default under the station's data folder."""
+        if self.outbox_path is not None:
+            return Path(self.outbox_path)
+        if data_dir is None:
+            raise ValueError("mqtt.outbox_path is not set and no data folder was given")
+        return Path(data_dir) / OUTBOX_SUBPATH
 
     @property
     def mqtt5(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import datetime, timezone
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -96,6 +97,13 @@ def test_a_bad_mqtt_value_names_the_field_and_its_source(monkeypatch):
         load_settings(EdgeSettings)
 
 
+def test_the_outbox_lives_in_the_data_folder_unless_configured(tmp_path):
+    assert MqttConfig().resolved_outbox_path(tmp_path) == tmp_path / "mqtt" / "outbox.sqlite3"
+    assert MqttConfig(outbox_path="/var/x.db").resolved_outbox_path(tmp_path) == Path("/var/x.db")
+    with pytest.raises(ValueError, match="outbox_path"):
+        MqttPublisher(MqttConfig(host="h"), line="l", station="s", software_version="1")
+
+
 def test_the_password_file_gives_its_first_line(tmp_path):
     secret = tmp_path / "mqtt-password"
     secret.write_text("pa55 \nignored\n")
@@ -111,7 +119,7 @@ def test_client_ids_are_derived_from_line_and_station_and_validated():
     with pytest.raises(ValueError, match="client id"):
         client_id_for("p", "l", "s" * 200)
     with pytest.raises(ValueError, match="topic level"):
-        MqttPublisher(MqttConfig(host="h"), line="l/1", station="s", software_version="1")
+        MqttPublisher(MqttConfig(host="h"), line="l/1", station="s", software_version="1", data_dir=Path("."))
 
 
 def test_mqtt5_properties_carry_will_delay_session_expiry_content_type_and_user_properties():

@@ -327,14 +327,15 @@ def test_mqtt_3_1_1_delivers_results_too(broker, tmp_path):
 
 
 def test_the_embedded_broker_starts_when_no_host_is_set_and_stops_by_pid(tmp_path):
-    config, embedded = ensure_broker(MqttConfig(port=0, outbox_path=tmp_path / "outbox.sqlite3"))
+    config, embedded = ensure_broker(MqttConfig(port=0))
     assert embedded is not None and embedded.running and config.host == "127.0.0.1"
     pid = embedded.pid
     collector = MessageCollector(config, LINE, STATION, kinds=["status"]).start()
-    publisher = MqttPublisher(config, line=LINE, station=STATION, software_version="t", config_hash="h")
+    publisher = MqttPublisher(config, line=LINE, station=STATION, software_version="t", data_dir=tmp_path)
     publisher.start()
     publisher.set_status("online")
     assert collector.wait_for(has_state(StationState.ONLINE), 5)
+    assert (tmp_path / "mqtt" / "outbox.sqlite3").is_file()
     publisher.stop(timeout_s=2)
     collector.stop()
     embedded.close()
