@@ -100,11 +100,18 @@ class MosquittoBroker:
         self.extra_config = extra_config
         self.config_text = config_text
         self._own_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="pump-mosquitto-"))
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._workdir = Path(workdir) if workdir else None
         self._process: subprocess.Popen[bytes] | None = None
         self._log = None
         self._log_offset = 0
+
+    @property
+    def workdir(self) -> Path:
+        """Folder of config, password file, database and log (a temp folder made on first use)."""
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="pump-mosquitto-"))
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        return self._workdir
 
     @property
     def config_path(self) -> Path:
@@ -216,7 +223,7 @@ class MosquittoBroker:
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the broker's log (for error messages and failing tests)."""
-        if not self.log_path.exists():
+        if self._workdir is None or not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -228,8 +235,9 @@ class MosquittoBroker:
     def close(self) -> None:
         """Stop and remove the temp folder it made."""
         self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._own_workdir and self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     def __enter__(self) -> MosquittoBroker:
         return self.start()
