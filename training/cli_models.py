@@ -198,6 +198,7 @@ def _experiment(
     out: Path,
     methods: str,
     seeds: int,
+    first_seed: int,
     augment_size: int,
     sizes: str | None,
     pool: list[str],
@@ -220,6 +221,7 @@ def _experiment(
         schedule=schedule,
         spec=spec,
         pools={k: str(v) for k, v in parse_pools(pool).items()},
+        first_seed=first_seed,
         **extra,
     )
     rows = run_experiment(patches_dir, out, config, progress=not quiet)
@@ -232,6 +234,9 @@ def _experiment(
 
 ExpMethods = typer.Option("baseline,weighted,pasted", "--methods", help="Comma-separated methods.")
 ExpSeeds = typer.Option(3, "--seeds", help="Repeats; each re-draws validation and synthetic draws.")
+ExpFirstSeed = typer.Option(
+    0, "--first-seed", help="First seed (runs FIRST..FIRST+SEEDS-1; lets seeds run on several machines)."
+)
 ExpSizes = typer.Option(None, "--sizes", help="Sweep of synthetic-set sizes, e.g. 0,1000,2000,4000,6000.")
 
 
@@ -241,6 +246,7 @@ def experiment_classification(
     out: Path = typer.Option(Path("runs/experiment-classification"), "--out", help="Folder (resumable)."),
     methods: str = ExpMethods,
     seeds: int = ExpSeeds,
+    first_seed: int = ExpFirstSeed,
     augment_size: int = typer.Option(2000, "--augment-size", help="Synthetic patches added (thesis: 2000)."),
     sizes: str | None = ExpSizes,
     pool: list[str] = PoolOpt,
@@ -265,7 +271,19 @@ def experiment_classification(
         chosen.classifier_schedule, iterations, val_every, batch_size, lr, None, device, geometric_aug, photometric_aug
     )
     _experiment(
-        "classification", patches_dir, out, methods, seeds, augment_size, sizes, pool, chosen, spec, schedule, quiet
+        "classification",
+        patches_dir,
+        out,
+        methods,
+        seeds,
+        first_seed,
+        augment_size,
+        sizes,
+        pool,
+        chosen,
+        spec,
+        schedule,
+        quiet,
     )
 
 
@@ -275,6 +293,7 @@ def experiment_segmentation(
     out: Path = typer.Option(Path("runs/experiment-segmentation"), "--out", help="Folder (resumable)."),
     methods: str = typer.Option("baseline,pasted", "--methods"),
     seeds: int = ExpSeeds,
+    first_seed: int = ExpFirstSeed,
     augment_size: int = typer.Option(500, "--augment-size", help="Synthetic pairs added (thesis: 500)."),
     sizes: str | None = ExpSizes,
     pool: list[str] = PoolOpt,
@@ -299,6 +318,7 @@ def experiment_segmentation(
         out,
         methods,
         seeds,
+        first_seed,
         augment_size,
         sizes,
         pool,

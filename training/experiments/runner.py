@@ -41,6 +41,7 @@ class ExperimentConfig:
     healthy_share: float = 0.0  # segmentation: share of healthy patches in training (0 = defective only)
     threshold: float = 0.9  # segmentation: pixel threshold
     pools: dict[str, str] = field(default_factory=dict)
+    first_seed: int = 0  # seeds run first_seed .. first_seed + seeds - 1 (spread one experiment over machines)
 
     def identity(self) -> dict:
         """What must match for runs of an existing OUT to be reused."""
@@ -61,7 +62,7 @@ def run_key(method: str, size: int, seed: int) -> str:
 def planned_runs(config: ExperimentConfig) -> list[tuple[str, int, int]]:
     """(method, size, seed) triples; the baseline does not depend on the size and runs once per seed."""
     runs = []
-    for seed in range(config.seeds):
+    for seed in range(config.first_seed, config.first_seed + config.seeds):
         for size in config.sizes:
             for method in config.methods:
                 effective = 0 if method == "baseline" else size
