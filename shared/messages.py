@@ -1,7 +1,7 @@
 """MQTT contract between a station and its consumers (MES, dashboards): topics and payloads.
 
 Topics are ``{prefix}/{line}/{station}/{kind}`` with kind one of ``status``, ``result``,
-``alert``, ``defect_map``, ``stats`` (prefix ``pumpinspect`` by default). Payloads are JSON
+``alert``, ``defect_map``, ``stats``, ``event`` (prefix ``pumpinspect`` by default). Payloads are JSON
 (``defect_map`` is a PNG) and every JSON payload carries ``schema_version``: fields may be
 added within a version, so consumers ignore unknown fields; a removed, renamed or re-meant
 field bumps the version. ``docs/mqtt.md`` explains the contract to an MES developer and
@@ -24,7 +24,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 SCHEMA_VERSION = 1
 DEFAULT_PREFIX = "pumpinspect"
-TOPIC_KINDS = ("status", "result", "alert", "defect_map", "stats")
+TOPIC_KINDS = ("status", "result", "alert", "defect_map", "stats", "event")
 LEVEL_PATTERN = r"^[A-Za-z0-9_-]+$"
 PREFIX_PATTERN = r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -90,6 +90,11 @@ def defect_map_topic(line: str, station: str, prefix: str = DEFAULT_PREFIX) -> s
 def stats_topic(line: str, station: str, prefix: str = DEFAULT_PREFIX) -> str:
     """Periodic throughput and health numbers."""
     return station_topic("stats", line, station, prefix)
+
+
+def event_topic(line: str, station: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Diagnostics the runtime survives (bad frame, source lost, worker restarted); best effort."""
+    return station_topic("event", line, station, prefix)
 
 
 def topic_filter(kind: str = "+", line: str = "+", station: str = "+", prefix: str = DEFAULT_PREFIX) -> str:
@@ -240,11 +245,73 @@ class StatsMessage(BaseModel):
     outbox_expired: int = Field(0, ge=0, description="Messages dropped after their message expiry (total).")
 
 
+class EventKind(str, Enum):
+    """What happened; the runtime carries on after every one of these."""
+
+    FRAME_ERROR = "frame-error"
+    """An input frame was unusable (corrupt, truncated, empty, wrong size or type) and was skipped."""
+    SOURCE_DISCONNECTED = "source-disconnected"
+    """A frame source (camera, folder, stream) was lost; the runtime retries it."""
+    SOURCE_CONNECTED = "source-connected"
+    """A frame source (re)connected and delivers frames again."""
+    WORKER_STUCK = "worker-stuck"
+    """The watchdog found the inference worker making no progress (a restart follows)."""
+    WORKER_RESTARTED = "worker-restarted"
+    """The watchdog restarted the inference worker (after a crash or a hang)."""
+    STORE_ERROR = "store-error"
+    """Writing to the station's local store failed (disk full, I/O error); inspection goes on."""
+    ENGINE_BUILDING = "engine-building"
+    """Building the inference engine for this device began (first boot or after an upgrade)."""
+    ENGINE_READY = "engine-ready"
+    """The inference engine is built or loaded and ready."""
+
+
+class EventSeverity(str, Enum):
+    """How much an operator should care: ``info`` (expected), ``warning`` (degraded), ``error`` (lost work)."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+EVENT_SEVERITY: dict[EventKind, EventSeverity] = {
+    EventKind.FRAME_ERROR: EventSeverity.WARNING,
+    EventKind.SOURCE_DISCONNECTED: EventSeverity.ERROR,
+    EventKind.SOURCE_CONNECTED: EventSeverity.INFO,
+    EventKind.WORKER_STUCK: EventSeverity.ERROR,
+    EventKind.WORKER_RESTARTED: EventSeverity.WARNING,
+    EventKind.STORE_ERROR: EventSeverity.ERROR,
+    EventKind.ENGINE_BUILDING: EventSeverity.INFO,
+    EventKind.ENGINE_READY: EventSeverity.INFO,
+}
+"""The usual severity of each event kind (what docs/mqtt.md lists); a sender may choose another."""
+
+
+class EventMessage(BaseModel):
+    """A diagnostic event; QoS 1, not retained, not durable: dropped (and counted) while disconnected."""
+
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Payload format version.")
+    line: str = Field(pattern=LEVEL_PATTERN, description="Production line id.")
+    station: str = Field(pattern=LEVEL_PATTERN, description="Station id.")
+    time: AwareDatetime = Field(description="When it happened.")
+    kind: EventKind = Field(
+        description="frame-error | source-disconnected | source-connected | worker-stuck | worker-restarted"
+        " | store-error | engine-building | engine-ready."
+    )
+    severity: EventSeverity = Field(description="info | warning | error.")
+    source: str = Field("", description="Frame source or component concerned (camera, folder, worker); may be empty.")
+    ref: str = Field("", description="Frame id or file path concerned; may be empty.")
+    reason: str = Field(description="What happened, for a human.")
+    attempt: int | None = Field(None, ge=1, description="Retry or restart number, 1 for the first; null if none.")
+    retry_in_s: float | None = Field(None, ge=0, description="Seconds until the next retry; null if none planned.")
+
+
 MESSAGE_MODELS: dict[str, type[BaseModel]] = {
     "status": StatusMessage,
     "result": ResultMessage,
     "alert": AlertMessage,
     "stats": StatsMessage,
+    "event": EventMessage,
 }
 
 

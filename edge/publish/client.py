@@ -4,7 +4,8 @@ Three threads meet here: the pipeline calls :meth:`MqttPublisher.publish_result`
 writes to the outbox; paho's network thread connects, reconnects with backoff and reports acks;
 the :class:`~edge.publish.sender.OutboxSender` thread moves outbox rows to the broker in order.
 Status is retained: the current state on every (re)connect (birth), ``offline`` as the Last Will
-(delayed under MQTT 5), ``stopped`` on a clean stop. Each link state change is logged once
+(delayed under MQTT 5), ``stopped`` on a clean stop. Stats and events bypass the outbox: published on
+the live connection or dropped and counted. Each link state change is logged once
 (:class:`~edge.publish.link.BrokerLink`); repeats are only counted.
 """
 
@@ -36,6 +37,7 @@ from edge.publish.link import BrokerLink, LinkState
 from edge.publish.outbox import Outbox, OutboxMessage
 from edge.publish.sender import OutboxSender
 from shared.messages import (
+    EventMessage,
     ResultMessage,
     StationState,
     StatsMessage,
@@ -60,6 +62,7 @@ class PublisherCounters:
     acked: int
     rejected: int
     stats_skipped: int
+    events_skipped: int
     defect_map_errors: int
 
 
@@ -68,7 +71,7 @@ def _now() -> datetime:
 
 
 class MqttPublisher:
-    """Publishes one station's status, results, alerts, defect maps and stats."""
+    """Publishes one station's status, results, alerts, defect maps, stats and events."""
 
     def __init__(
         self,
@@ -90,7 +93,7 @@ class MqttPublisher:
         self.line, self.station = line, station
         self.topics = {
             kind: station_topic(kind, line, station, config.topic_prefix)
-            for kind in ("status", "result", "alert", "defect_map", "stats")
+            for kind in ("status", "result", "alert", "defect_map", "stats", "event")
         }
         self.client_id = client_id_for(config.topic_prefix, line, station)
         self.software_version = software_version
@@ -98,7 +101,8 @@ class MqttPublisher:
         self.config_hash = config_hash
         self.session = 0
         self._counts = dict.fromkeys(
-            ("connects", "connect_failures", "disconnects", "stats_skipped", "defect_map_errors"), 0
+            ("connects", "connect_failures", "disconnects", "stats_skipped", "events_skipped", "defect_map_errors"),
+            0,
         )
         self._state = StationState.STARTING
         self._state_since = _now()
@@ -120,7 +124,7 @@ class MqttPublisher:
         self.session = self._outbox.start_session()
         self._last_seq = self._outbox.counter("seq")
         client = make_client(self.config, self.client_id)
-        client.max_inflight_messages_set(self.config.max_inflight + 10)  # room for status/stats beside the window
+        client.max_inflight_messages_set(self.config.max_inflight + 10)  # room for status, stats, events
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -237,6 +241,22 @@ class MqttPublisher:
         if self._link is not None and self._link.publish(self.topics["stats"], payload, 0, False, properties):
             return True
         self._counts["stats_skipped"] += 1
+        return False
+
+    def publish_event(self, event: EventMessage) -> bool:
+        """Publish a diagnostic event at QoS 1, not retained; False (counted) while disconnected.
+
+        Best effort: events never enter the outbox, so one raised while the broker is away (or
+        before :meth:`start`, after :meth:`stop`) is dropped and counted in ``events_skipped``.
+        Never blocks. Raises ValueError when the event belongs to another station.
+        """
+        if (event.line, event.station) != (self.line, self.station):
+            raise ValueError(f"event of {event.line}/{event.station} given to {self.line}/{self.station}")
+        properties = publish_properties(self.config, JSON_CONTENT_TYPE)
+        payload = event.model_dump_json().encode()
+        if self._link is not None and self._link.publish(self.topics["event"], payload, 1, False, properties):
+            return True
+        self._counts["events_skipped"] += 1
         return False
 
     def set_status(self, state: StationState | str, models: dict[str, str] | None = None) -> None:

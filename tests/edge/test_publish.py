@@ -30,6 +30,7 @@ from shared.config import ConfigError, load_settings
 from shared.messages import (
     Box,
     Defect,
+    EventMessage,
     PatchSummary,
     ResultMessage,
     StatusMessage,
@@ -154,6 +155,26 @@ def test_a_publisher_refuses_results_of_other_stations_and_falling_seqs(tmp_path
         with pytest.raises(ValueError, match="given to l1/st1"):
             publisher.publish_result(result(2, station="st2"))
         assert publisher.outbox_depth == 1
+    finally:
+        publisher.stop(timeout_s=0.1)
+
+
+def test_events_are_dropped_and_counted_without_a_connection(tmp_path):
+    publisher = MqttPublisher(
+        MqttConfig(host="127.0.0.1", port=broker.free_port(), outbox_path=tmp_path / "o.db"),
+        line="l1",
+        station="st1",
+        software_version="1",
+    )
+    event = EventMessage(line="l1", station="st1", time=NOW, kind="source-disconnected", severity="error", reason="x")
+    assert publisher.topics["event"] == "pumpinspect/l1/st1/event"
+    assert publisher.publish_event(event) is False  # before start: no link, never raises
+    publisher.start()
+    try:
+        assert publisher.publish_event(event) is False  # nothing listens on that port
+        with pytest.raises(ValueError, match="given to l1/st1"):
+            publisher.publish_event(event.model_copy(update={"station": "st2"}))
+        assert publisher.counters.events_skipped == 2 and publisher.outbox_depth == 0
     finally:
         publisher.stop(timeout_s=0.1)
 

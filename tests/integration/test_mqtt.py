@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
@@ -23,7 +24,7 @@ from edge.publish.broker import MosquittoBroker, ensure_broker, find_mosquitto, 
 from edge.publish.client import LinkState, MqttPublisher
 from edge.publish.config import MqttConfig
 from edge.publish.watch import MessageCollector, Received, SeqTracker, watch
-from shared.messages import AlertMessage, ResultMessage, StationState, alert_from_result
+from shared.messages import AlertMessage, EventMessage, ResultMessage, StationState, alert_from_result
 from tests.integration.mqtt_station import LINE, STATION, make_result
 
 pytestmark = [
@@ -135,6 +136,34 @@ def test_results_and_alerts_arrive_in_order_with_their_content(broker, tmp_path)
     assert [m.user_properties["frame_id"] for m in maps] == [a.frame_id for a in alerts]
     assert {m.content_type for m in maps} == {"image/png"}
     assert cv2.imdecode(np.frombuffer(maps[0].payload, np.uint8), cv2.IMREAD_UNCHANGED).shape == (48, 64)
+
+
+def test_an_event_arrives_on_the_event_topic_with_its_content(broker, tmp_path):
+    collector = MessageCollector(station_config(broker, tmp_path), LINE, STATION, kinds=["event"]).start()
+    publisher = MqttPublisher(station_config(broker, tmp_path), line=LINE, station=STATION, software_version="t")
+    publisher.start()
+    deadline = time.monotonic() + 5
+    while not publisher.connected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    event = EventMessage(
+        line=LINE,
+        station=STATION,
+        time=datetime.now(timezone.utc),
+        kind="worker-restarted",
+        severity="warning",
+        source="worker",
+        reason="no progress for 10 s",
+        attempt=2,
+        retry_in_s=1.5,
+    )
+    assert publisher.publish_event(event)
+    assert collector.wait_for(lambda m: bool(m), 5)
+    publisher.stop(timeout_s=2)
+    collector.stop()
+    (received,) = collector.messages()
+    assert received.topic == f"pumpinspect/{LINE}/{STATION}/event" and received.message == event
+    assert (received.qos, received.retain, received.content_type) == (1, False, "application/json")
+    assert publisher.counters.events_skipped == 0
 
 
 def retained_status(broker: MosquittoBroker, tmp_path: Path) -> Received:

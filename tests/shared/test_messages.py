@@ -11,10 +11,14 @@ import pytest
 from pydantic import ValidationError
 
 from shared.messages import (
+    EVENT_SEVERITY,
     MESSAGE_MODELS,
     SCHEMA_VERSION,
     Box,
     Defect,
+    EventKind,
+    EventMessage,
+    EventSeverity,
     PatchSummary,
     ResultMessage,
     StationState,
@@ -23,6 +27,7 @@ from shared.messages import (
     alert_topic,
     config_hash,
     defect_map_topic,
+    event_topic,
     main,
     make_result_id,
     model_ref,
@@ -74,6 +79,7 @@ def test_station_topics_follow_prefix_line_station_kind():
     assert alert_topic("l", "s") == "pumpinspect/l/s/alert"
     assert defect_map_topic("l", "s") == "pumpinspect/l/s/defect_map"
     assert stats_topic("l", "s") == "pumpinspect/l/s/stats"
+    assert event_topic("l", "s", "plant/a") == "plant/a/l/s/event"
     assert topic_filter("alert") == "pumpinspect/+/+/alert"
     assert topic_filter(line="line1") == "pumpinspect/line1/+/+"
 
@@ -147,6 +153,37 @@ def test_an_alert_is_the_small_subset_of_its_result():
     assert alert_from_result(result(defects=0, patch_max=None)).worst_score == 0.0
 
 
+def test_events_carry_kind_severity_and_optional_context():
+    event = EventMessage(
+        line="l1", station="st1", time=NOW, kind="frame-error", severity="warning", reason="truncated PNG"
+    )
+    assert (event.kind, event.severity) == (EventKind.FRAME_ERROR, EventSeverity.WARNING)
+    assert (event.source, event.ref, event.attempt, event.retry_in_s) == ("", "", None, None)
+    payload = json.loads(event.model_dump_json())
+    assert payload["kind"] == "frame-error" and payload["time"].endswith("Z") and payload["attempt"] is None
+    assert parse_message("event", json.dumps(payload | {"later_field": 1})) == event
+    assert parse_topic(event_topic("l1", "st1")) == ("l1", "st1", "event")
+    assert [k.value for k in EventKind] == [
+        "frame-error",
+        "source-disconnected",
+        "source-connected",
+        "worker-stuck",
+        "worker-restarted",
+        "store-error",
+        "engine-building",
+        "engine-ready",
+    ]
+    assert [s.value for s in EventSeverity] == ["info", "warning", "error"]
+    assert set(EVENT_SEVERITY) == set(EventKind)
+    good = payload | {"kind": "worker-restarted", "source": "worker", "attempt": 2, "retry_in_s": 0.5}
+    assert parse_message("event", json.dumps(good)).attempt == 2
+    for bad in ({"kind": "reboot"}, {"severity": "fatal"}, {"attempt": 0}, {"retry_in_s": -1}, {"station": "a/b"}):
+        with pytest.raises(ValidationError):
+            parse_message("event", json.dumps(payload | bad))
+    with pytest.raises(ValidationError, match="timezone"):
+        EventMessage.model_validate(event.model_dump() | {"time": datetime(2025, 1, 1)})
+
+
 def test_ids_hashes_and_model_refs_are_stable_and_distinct():
     assert make_result_id("l", "s", 3, 41) == "l:s:3:41" != make_result_id("l", "s", 3, 42)
     assert model_ref("cls", "1.2.0", "ab" * 32) == "cls@1.2.0+abababababab"
@@ -156,7 +193,7 @@ def test_ids_hashes_and_model_refs_are_stable_and_distinct():
 
 def test_checked_in_schema_files_equal_what_the_models_generate():
     documents = schema_documents()
-    assert set(documents) == {"status", "result", "alert", "stats"}
+    assert set(documents) == {"status", "result", "alert", "stats", "event"}
     checked_in = sorted(path.stem for path in (REPO / "docs" / "schemas").glob("*.json"))
     assert checked_in == sorted(documents)
     for kind, document in documents.items():
@@ -167,7 +204,7 @@ def test_checked_in_schema_files_equal_what_the_models_generate():
 def test_the_regenerate_command_writes_every_schema(tmp_path, capsys):
     assert main([str(tmp_path)]) == 0
     written = sorted(path.name for path in tmp_path.iterdir())
-    assert written == ["alert.json", "result.json", "stats.json", "status.json"]
+    assert written == ["alert.json", "event.json", "result.json", "stats.json", "status.json"]
     assert json.loads((tmp_path / "result.json").read_text())["$id"] == "pumpinspect/result/v1"
     assert "result.json" in capsys.readouterr().out
 
@@ -175,7 +212,7 @@ def test_the_regenerate_command_writes_every_schema(tmp_path, capsys):
 def test_examples_in_the_mes_guide_are_valid_payloads():
     guide = (REPO / "docs" / "mqtt.md").read_text(encoding="utf-8")
     examples = re.findall(r"<!-- example: (\w+) -->\s*```json\n(.*?)```", guide, flags=re.S)
-    assert sorted(kind for kind, _ in examples) == ["alert", "result", "stats", "status"]
+    assert sorted(kind for kind, _ in examples) == ["alert", "event", "result", "stats", "status"]
     for kind, text in examples:
         parsed = parse_message(kind, text)
         assert set(json.loads(text)) == set(type(parsed).model_fields), f"{kind} example lacks or adds fields"
