@@ -1,14 +1,17 @@
 """`pump-edge`: the edge side's commands (no torch anywhere below this package).
 
-For now it validates and prints the station's settings and shows the tiling a frame
-size gets; the runtime commands (`run`, `bench`, `build-engine`, ...) join as they land.
+``run`` is the station; ``build-engine``, ``doctor``, ``watch``, ``export-uncertain`` and
+``bench`` serve the people who install, integrate and size it; ``config`` and ``tiles``
+show what a configuration means.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -19,7 +22,7 @@ from shared.config import ConfigError, load_settings
 from shared.tiling import center_roi, grid_tiles
 
 app = typer.Typer(
-    help="Edge side of pump inspection: frames -> tiles -> inference -> MQTT (runtime commands arrive later).",
+    help="Edge side of pump inspection: frames -> tiles -> inference -> defect maps -> MQTT.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -27,6 +30,90 @@ app = typer.Typer(
 console = Console(stderr=True)
 out_console = Console()
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (default: $PUMP_CONFIG).")
+
+
+SourceOpt = typer.Option(None, "--source", help="folder:DIR | video:FILE | camera:URI (overrides source.spec).")
+ClassifierOpt = typer.Option(None, "--classifier", help="Classifier bundle folder (bundles.classifier).")
+SegmenterOpt = typer.Option(None, "--segmenter", help="Segmenter bundle folder (bundles.segmenter).")
+BrokerOpt = typer.Option(None, "--broker", help="HOST:PORT of the MQTT broker (default: embedded broker).")
+LineOpt = typer.Option(None, "--line", help="Line id (line_id).")
+StationOpt = typer.Option(None, "--station", help="Station id (station_id).")
+DataDirOpt = typer.Option(None, "--data-dir", help="Station data folder: outbox, store, engines (data_dir).")
+BackendOpt = typer.Option(None, "--backend", help="auto | tensorrt | onnxruntime (backend.kind).")
+LogLevelOpt = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR.")
+
+
+def _broker_override(broker: str | None) -> dict[str, Any]:
+    if broker is None:
+        return {}
+    host, _, port = broker.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--broker {broker!r}: expected HOST:PORT, e.g. 127.0.0.1:1883")
+    return {"host": host, "port": int(port)}
+
+
+def _station_settings(
+    config_file: Path | None,
+    source: str | None = None,
+    classifier: Path | None = None,
+    segmenter: Path | None = None,
+    broker: str | None = None,
+    line: str | None = None,
+    station: str | None = None,
+    data_dir: Path | None = None,
+    backend: str | None = None,
+) -> EdgeSettings:
+    """Settings from file + env with the command's flags on top (flags win)."""
+    overrides: dict[str, Any] = {
+        "line_id": line,
+        "station_id": station,
+        "data_dir": data_dir,
+        "source": {"spec": source} if source else None,
+        "bundles": {k: v for k, v in (("classifier", classifier), ("segmenter", segmenter)) if v is not None} or None,
+        "mqtt": _broker_override(broker) or None,
+        "backend": {"kind": backend} if backend else None,
+    }
+    return load_settings(EdgeSettings, config_file, overrides)
+
+
+def _setup_logging(level: str) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
+    )
+
+
+@app.command()
+def run(
+    config_file: Path | None = ConfigOpt,
+    source: str | None = SourceOpt,
+    classifier: Path | None = ClassifierOpt,
+    segmenter: Path | None = SegmenterOpt,
+    broker: str | None = BrokerOpt,
+    line: str | None = LineOpt,
+    station: str | None = StationOpt,
+    data_dir: Path | None = DataDirOpt,
+    backend: str | None = BackendOpt,
+    once: bool = typer.Option(
+        False, "--once", help="Exit 0 once the source is exhausted and the outbox is empty (batch use, tests)."
+    ),
+    log_level: str = LogLevelOpt,
+) -> None:
+    """Run the station: source -> tiles -> batched inference -> defect maps -> MQTT (+ uncertain patches).
+
+    Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, or --once done), 1 failed (e.g. restart
+    budget spent), 2 bad configuration or bundle, 3 --once finished with messages left in
+    the outbox (they go out at the next start).
+    """
+    from edge.runtime.station import Station
+
+    _setup_logging(log_level)
+    settings = _station_settings(config_file, source, classifier, segmenter, broker, line, station, data_dir, backend)
+    raise typer.Exit(Station(settings, once=once).run())
 
 
 @app.command()
@@ -62,9 +149,13 @@ def tiles(
 
 def main() -> None:
     """Console entry point: config errors become one clear message and exit code 2."""
+    from edge.backends import BackendError
+    from edge.publish.broker import MosquittoNotFound
+    from edge.store import StoreError
+
     try:
         app()
-    except (ConfigError, ValueError) as error:
+    except (ConfigError, ValueError, BackendError, MosquittoNotFound, StoreError) as error:
         console.print(f"error: {error}", style="red", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
 

@@ -1,0 +1,61 @@
+"""``[bundles]`` and ``[pipeline]`` settings: which models run, and how frames flow between threads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class BundlesConfig(BaseModel):
+    """The model bundles a station runs (exported by ``pump-train export``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    classifier: Path | None = Field(None, description="Classifier bundle folder (per-patch defect probability).")
+    segmenter: Path | None = Field(None, description="Segmenter bundle folder (per-patch defect mask).")
+    follow_bundle_geometry: bool = Field(
+        False,
+        description="Use the geometry the bundles were trained with instead of refusing bundles whose geometry "
+        "differs from [geometry].",
+    )
+
+
+Backpressure = Literal["auto", "drop-oldest", "block"]
+
+
+class PipelineConfig(BaseModel):
+    """Queues, backpressure, cascade and the watchdog."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue_size: int = Field(2, ge=1, description="Frames waiting between the source and inference.")
+    backpressure: Backpressure = Field(
+        "auto",
+        description="When the queue is full: drop-oldest (count it as skipped; a line never waits for the "
+        "station), block (the source waits; nothing is lost). auto = drop-oldest for live sources (camera, "
+        "watched folder), block for finite ones (folder, video).",
+    )
+    cascade: bool = Field(
+        False, description="Run the segmenter only on patches the classifier flags (for slower devices)."
+    )
+    log_uncertain: bool = Field(True, description="Save uncertain patches to the store (needs a classifier).")
+    watchdog_timeout_s: float = Field(
+        30.0, gt=0, description="A frame in inference for longer than this counts as a stuck worker."
+    )
+    max_restarts: int = Field(5, ge=0, description="Worker restarts allowed within restart_window_s; then exit 1.")
+    restart_window_s: float = Field(60.0, gt=0, description="Window of the restart budget.")
+    drain_timeout_s: float = Field(
+        20.0, gt=0, description="On SIGTERM/--once: how long to wait for queued frames and the outbox."
+    )
+    warmup: bool = Field(True, description="Run one batch through each backend before the first frame.")
+
+    @model_validator(mode="after")
+    def _budget(self) -> PipelineConfig:
+        if self.max_restarts > 0 and self.restart_window_s < self.watchdog_timeout_s:
+            raise ValueError("restart_window_s must be at least watchdog_timeout_s")
+        return self
+
+
+DEFAULT_DATA_DIR = Path("edge-data")

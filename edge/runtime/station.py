@@ -1,0 +1,496 @@
+"""``pump-edge run``: one inspection station, from frames to MQTT.
+
+Start-up reads as named steps (config → store → bundles → publisher → backends → source);
+then three threads: the source fills a bounded :class:`~edge.runtime.frames.FrameQueue`,
+the inference worker inspects frames and hands results to the durable outbox and the
+uncertain-patch store, and the main thread runs the watchdog and publishes stats. One stop
+event: SIGTERM/SIGINT (or, with ``once``, the end of the source) drains the queue, flushes
+the outbox, publishes ``stopped`` and exits 0.
+
+The publisher starts before the backends (it connects in the background) so that a
+TensorRT engine build — minutes on a Jetson — is visible as ``building-engine``; the
+watchdog only starts watching once a worker runs, so a build is never taken for a hang.
+Python threads cannot be killed: a stuck worker is *abandoned* (it may never return; if it
+does, it publishes nothing) and a new worker with fresh backends takes over, within a
+restart budget; past the budget the station exits 1 so its supervisor (systemd, Docker)
+restarts the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from edge.backends import BackendConfig, BuildProgress, InferenceBackend, create_backend
+from edge.config import EdgeSettings
+from edge.postprocess import Thresholds, render_defect_map
+from edge.publish.broker import ensure_broker
+from edge.publish.client import MqttPublisher
+from edge.runtime.frames import FrameQueue
+from edge.runtime.inspector import Inspection, Inspector, TileCrops, open_inspector
+from edge.runtime.stats import RuntimeStats
+from edge.sources.base import Frame, FrameError, SourceState, SourceStatus
+from edge.sources.registry import create_source
+from edge.store import StoreError, UncertainStore
+from edge.tiling import FrameTiler
+from shared.bundle import LoadedBundle, load_bundle
+from shared.config import GeometryConfig
+from shared.messages import (
+    EventMessage,
+    ResultMessage,
+    StationState,
+    StatsMessage,
+    Verdict,
+    config_hash,
+    model_ref,
+)
+
+log = logging.getLogger("pump.edge")
+
+BackendFactory = Callable[[str, LoadedBundle, BackendConfig], InferenceBackend]
+
+EXIT_OK, EXIT_FAILED, EXIT_OUTBOX_LEFT = 0, 1, 3
+
+
+def software_version() -> str:
+    try:
+        return metadata.version("pumpinspect")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@contextmanager
+def startup_step(number: int, total: int, name: str):
+    """Log one named start-up step with its duration (what an operator reads when start-up hangs)."""
+    started = time.perf_counter()
+    log.info("start-up %d/%d: %s ...", number, total, name)
+    yield
+    log.info("start-up %d/%d: %s done (%.0f ms)", number, total, name, 1000 * (time.perf_counter() - started))
+
+
+def resolve_data_path(path: Path, data_dir: Path) -> Path:
+    return path if path.is_absolute() else data_dir / path
+
+
+def load_station_bundles(settings: EdgeSettings) -> tuple[dict[str, LoadedBundle], GeometryConfig]:
+    """Load and verify the configured bundles; returns them and the geometry in force.
+
+    A bundle whose geometry differs from ``[geometry]`` is refused (it would see other patches
+    than it was trained on) unless ``bundles.follow_bundle_geometry`` is set.
+    """
+    paths = {
+        task: path
+        for task, path in (("classifier", settings.bundles.classifier), ("segmenter", settings.bundles.segmenter))
+        if path is not None
+    }
+    if not paths:
+        raise ValueError("no model bundle configured: set bundles.classifier and/or bundles.segmenter (--classifier)")
+    follow = settings.bundles.follow_bundle_geometry
+    bundles = {task: load_bundle(path, None if follow else settings.geometry) for task, path in paths.items()}
+    geometry = settings.geometry
+    if follow:
+        geometries = {task: bundle.manifest.geometry for task, bundle in bundles.items()}
+        first = next(iter(geometries.values()))
+        if any(g != first for g in geometries.values()):
+            raise ValueError(f"bundles disagree on geometry: {geometries}")
+        geometry = first
+    for task, bundle in bundles.items():
+        if bundle.manifest.task != task:
+            raise ValueError(f"{paths[task]}: bundle task is {bundle.manifest.task!r}, configured as bundles.{task}")
+    return bundles, geometry
+
+
+@dataclass
+class _Worker:
+    """One inference worker thread and what the watchdog needs to know about it."""
+
+    inspector: Inspector
+    thread: threading.Thread | None = None
+    busy_since: float | None = None  # monotonic start of the frame in progress
+    abandoned: bool = False
+
+
+class Station:
+    """A running station; :meth:`run` returns the process exit code."""
+
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        *,
+        once: bool = False,
+        backend_factory: BackendFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.once = once
+        self.data_dir = Path(settings.data_dir)
+        self.backend_config = settings.backend.model_copy(
+            update={"engine_cache_dir": resolve_data_path(settings.backend.engine_cache_dir, self.data_dir)}
+        )
+        self._backend_factory = backend_factory or self._default_backend
+        self.stats = RuntimeStats()
+        self.stop_event = threading.Event()
+        self.source_done = threading.Event()
+        self._publish_lock = threading.Lock()
+        self._restarts: deque[float] = deque()
+        self.exit_code = EXIT_OK
+        self.publisher: MqttPublisher | None = None
+        self.store: UncertainStore | None = None
+        self.broker = None
+        self.source = None
+        self.queue: FrameQueue | None = None
+        self.worker: _Worker | None = None
+        self._building = False
+        self.models: dict[str, str] = {}
+        self.model_versions: dict[str, str] = {}
+
+    # --- start-up ------------------------------------------------------------------------
+
+    def _default_backend(self, task: str, bundle: LoadedBundle, config: BackendConfig) -> InferenceBackend:
+        return create_backend(None, bundle, config, self._on_build_progress)
+
+    def _on_build_progress(self, progress: BuildProgress) -> None:
+        if not self._building:
+            self._building = True
+            log.info("TensorRT engine build started (minutes on a Jetson): %s", progress.message)
+            if self.publisher is not None:
+                self.publisher.set_status(StationState.BUILDING_ENGINE)
+                self._event("engine-building", "info", progress.message)
+
+    def start(self) -> None:
+        """The named start-up steps; raises with a clear message when one fails."""
+        settings, total = self.settings, 6
+        with startup_step(1, total, "load bundles"):
+            self.bundles, self.geometry = load_station_bundles(settings)
+            self.models = {
+                task: model_ref(b.manifest.name, b.manifest.version, b.manifest.model_sha256)
+                for task, b in self.bundles.items()
+            }
+            self.model_versions = {task: f"{b.manifest.name}@{b.manifest.version}" for task, b in self.bundles.items()}
+            self.thresholds = Thresholds.from_bundles(
+                self.bundles["classifier"].manifest if "classifier" in self.bundles else None,
+                self.bundles["segmenter"].manifest if "segmenter" in self.bundles else None,
+                settings.postprocess,
+            )
+            first = next(iter(self.bundles.values())).manifest
+            self.tiler = FrameTiler(self.geometry, first.input, settings.roi)
+        with startup_step(2, total, "open uncertain-patch store"):
+            if settings.pipeline.log_uncertain and settings.store.enabled and "classifier" in self.bundles:
+                self.store = UncertainStore.open(settings.store, self.data_dir)
+                log.info("uncertain patches go to %s", self.store.database)
+            else:
+                log.info("uncertain-patch logging off (needs a classifier, pipeline.log_uncertain and store.enabled)")
+        with startup_step(3, total, "connect publisher"):
+            mqtt_config, self.broker = ensure_broker(settings.mqtt)
+            if self.broker is not None:
+                log.info("no mqtt.host configured: embedded broker on %s:%d", mqtt_config.host, mqtt_config.port)
+            self.publisher = MqttPublisher(
+                mqtt_config,
+                line=settings.line_id,
+                station=settings.station_id,
+                software_version=software_version(),
+                models=self.models,
+                config_hash=config_hash(settings.model_dump(mode="json")),
+                data_dir=self.data_dir,
+            )
+            self.publisher.start()
+        with startup_step(4, total, f"prepare backends ({self.backend_config.kind})"):
+            self.worker = _Worker(self._open_inspector())
+            if self._building:
+                self._building = False
+                self._event("engine-ready", "info", "TensorRT engine ready")
+        with startup_step(5, total, f"open source {settings.source.spec}"):
+            self.source = create_source(settings.source)
+            drop = settings.pipeline.backpressure == "drop-oldest" or (
+                settings.pipeline.backpressure == "auto" and self.source.is_live
+            )
+            self.queue = FrameQueue(settings.pipeline.queue_size, drop_oldest=drop)
+            log.info("backpressure: %s", "drop-oldest" if drop else "block")
+        with startup_step(6, total, "start threads"):
+            self._source_thread = threading.Thread(target=self._source_loop, name="source", daemon=True)
+            self._start_worker(self.worker)
+            self._source_thread.start()
+            self.publisher.set_status(StationState.ONLINE, models=self.models)
+
+    def _open_inspector(self) -> Inspector:
+        return open_inspector(
+            self.tiler,
+            self.thresholds,
+            self.settings.postprocess,
+            self.bundles,
+            lambda task, bundle: self._backend_factory(task, bundle, self.backend_config),
+            cascade=self.settings.pipeline.cascade,
+            warmup=self.settings.pipeline.warmup,
+        )
+
+    # --- threads ---------------------------------------------------------------------------
+
+    def _source_loop(self) -> None:
+        try:
+            with self.source:
+                for item in self.source:
+                    if self.stop_event.is_set():
+                        break
+                    if isinstance(item, Frame):
+                        self.queue.put(item, self.stop_event)
+                    elif isinstance(item, FrameError):
+                        self.stats.add("frame_errors")
+                        self.stats.add("errors")
+                        log.warning("bad frame %s: %s", item.ref, item.reason)
+                        self._event("frame-error", "warning", item.reason, ref=item.ref)
+                    elif isinstance(item, SourceStatus):
+                        connected = item.state == SourceState.CONNECTED
+                        log.log(
+                            logging.INFO if connected else logging.WARNING,
+                            "source %s: %s (%s)",
+                            item.source,
+                            item.state.value,
+                            item.reason,
+                        )
+                        self._event(
+                            "source-connected" if connected else "source-disconnected",
+                            "info" if connected else "warning",
+                            item.reason,
+                        )
+        except Exception as error:  # noqa: BLE001 - a source bug must not kill the station silently
+            self.stats.add("errors")
+            log.exception("frame source failed: %s", error)
+            self._event("source-disconnected", "error", f"source failed: {error}")
+        finally:
+            self.source_done.set()
+
+    def _start_worker(self, worker: _Worker) -> None:
+        worker.thread = threading.Thread(target=self._worker_loop, args=(worker,), name="inference", daemon=True)
+        worker.thread.start()
+
+    def _worker_loop(self, worker: _Worker) -> None:
+        while not worker.abandoned:
+            frame = self.queue.get(0.1)
+            if frame is None:
+                if self.queue.closed:
+                    return
+                continue
+            worker.busy_since = time.monotonic()
+            try:
+                self._process(worker, frame)
+            except Exception as error:  # noqa: BLE001 - one bad frame must not stop the line
+                self.stats.add("errors")
+                log.exception("frame %s failed: %s", frame.frame_id, error)
+                self._event("frame-error", "error", f"inspection failed: {error}", ref=frame.frame_id)
+            finally:
+                worker.busy_since = None
+
+    def _process(self, worker: _Worker, frame: Frame) -> None:
+        inspection = worker.inspector.inspect(frame)
+        stages = dict(inspection.seconds)
+        started = time.perf_counter()
+        with self._publish_lock:
+            if worker.abandoned:  # the watchdog gave up on this worker; its successor owns seq
+                return
+            result = self._result_message(inspection)
+            defect_map = None
+            policy = self.settings.mqtt.defect_map
+            if policy == "all" or (policy == "ng" and result.verdict == Verdict.NG):
+                defect_map = render_defect_map(
+                    frame.image, inspection.analysis, self.thresholds, self.settings.postprocess
+                )
+            self.publisher.publish_result(result, defect_map)
+        stages["publish"] = time.perf_counter() - started
+        started = time.perf_counter()
+        if self.store is not None and inspection.analysis.patch_scores is not None:
+            try:
+                logged = self.store.log(
+                    frame.frame_id,
+                    frame.captured_at,
+                    self.settings.station_id,
+                    self.settings.line_id,
+                    TileCrops(frame.image, inspection.layout),
+                    inspection.layout.boxes,
+                    inspection.analysis.patch_scores,
+                    inspection.segmenter_max_scores,
+                    inspection.segmenter_defect_pixels,
+                    self.model_versions,
+                    inspection.layout.valid_fractions,
+                )
+                self.stats.add("uncertain_logged", logged)
+            except StoreError as error:
+                self.stats.add("errors")
+                log.error("uncertain-patch store: %s", error)
+                self._event("store-error", "error", str(error), ref=frame.frame_id)
+        stages["log"] = time.perf_counter() - started
+        self.stats.frame_done(result.verdict == Verdict.NG, result.latency_ms, stages)
+
+    def _result_message(self, inspection: Inspection) -> ResultMessage:
+        frame, analysis = inspection.frame, inspection.analysis
+        seq, result_id = self.publisher.next_result_ids()
+        return ResultMessage(
+            result_id=result_id,
+            seq=seq,
+            session=self.publisher.session,
+            line=self.settings.line_id,
+            station=self.settings.station_id,
+            frame_id=frame.frame_id,
+            source=frame.source,
+            captured_at=frame.captured_at,
+            processed_at=_now(),
+            frame_width_px=frame.width,
+            frame_height_px=frame.height,
+            verdict=analysis.verdict,
+            defects=analysis.defect_messages(),
+            patches=analysis.patch_summary(),
+            latency_ms=max(0.0, 1000.0 * (time.monotonic() - frame.monotonic_s)),
+            models=self.models,
+        )
+
+    def _event(self, kind: str, severity: str, reason: str, ref: str = "") -> None:
+        if self.publisher is None:
+            return
+        event = EventMessage(
+            line=self.settings.line_id,
+            station=self.settings.station_id,
+            time=_now(),
+            kind=kind,
+            severity=severity,
+            source=self.settings.source.name or self.settings.source.kind,
+            ref=ref,
+            reason=reason,
+        )
+        self.publisher.publish_event(event)
+
+    # --- supervision -----------------------------------------------------------------------
+
+    def _check_worker(self) -> bool:
+        """Restart a stuck worker; False when the restart budget is spent."""
+        worker = self.worker
+        busy_since = worker.busy_since
+        timeout = self.settings.pipeline.watchdog_timeout_s
+        if busy_since is None or time.monotonic() - busy_since < timeout:
+            return True
+        now = time.monotonic()
+        window = self.settings.pipeline.restart_window_s
+        while self._restarts and now - self._restarts[0] > window:
+            self._restarts.popleft()
+        if len(self._restarts) >= self.settings.pipeline.max_restarts:
+            log.error(
+                "inference worker stuck for > %.0f s and the restart budget (%d in %.0f s) is spent",
+                timeout,
+                self.settings.pipeline.max_restarts,
+                window,
+            )
+            self._event("worker-stuck", "error", f"stuck > {timeout:.0f} s; restart budget spent, exiting")
+            return False
+        self._restarts.append(now)
+        with self._publish_lock:
+            worker.abandoned = True
+        self.stats.add("frames_dropped")  # the frame the stuck worker holds
+        self.stats.add("worker_restarts")
+        log.error("inference worker stuck for > %.0f s: abandoning it and starting a new one", timeout)
+        self._event("worker-restarted", "error", f"inference stuck for > {timeout:.0f} s; worker restarted")
+        self.worker = _Worker(self._open_inspector())
+        self._start_worker(self.worker)
+        return True
+
+    def stats_message(self) -> StatsMessage:
+        p50, p99 = self.stats.latency_percentiles()
+        return StatsMessage(
+            line=self.settings.line_id,
+            station=self.settings.station_id,
+            timestamp=_now(),
+            uptime_s=self.stats.uptime_s,
+            fps=self.stats.take_fps(),
+            latency_p50_ms=p50,
+            latency_p99_ms=p99,
+            queue_depths={"frames": len(self.queue) if self.queue is not None else 0},
+            frames_skipped=self.queue.skipped if self.queue is not None else 0,
+            frames_dropped=self.stats.frames_dropped,
+            errors=self.stats.errors,
+            uncertain_logged=self.stats.uncertain_logged,
+        )
+
+    def _idle(self) -> bool:
+        return len(self.queue) == 0 and self.worker.busy_since is None
+
+    def request_stop(self, *_: object) -> None:
+        if not self.stop_event.is_set():
+            log.info("stop requested: draining")
+        self.stop_event.set()
+
+    def supervise(self) -> None:
+        """Main-thread loop: watchdog, stats, and the end condition (stop request or, with once, end of input)."""
+        interval = self.settings.mqtt.stats_interval_s
+        next_stats = time.monotonic() + interval
+        while not self.stop_event.is_set():
+            if self.once and self.source_done.is_set() and self._idle():
+                break
+            if not self._check_worker():
+                self.exit_code = EXIT_FAILED
+                break
+            if time.monotonic() >= next_stats:
+                self.publisher.publish_stats(self.stats_message())
+                next_stats = time.monotonic() + interval
+            time.sleep(0.05)
+
+    def shutdown(self) -> int:
+        """Drain, flush, publish ``stopped``; returns the exit code."""
+        pipeline = self.settings.pipeline
+        deadline = time.monotonic() + pipeline.drain_timeout_s
+        if self.source is not None:
+            self.source.close()
+        if self.queue is not None:
+            self.queue.close()
+            while self.worker is not None and not self._idle() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            left = self.queue.clear()
+            if left:
+                self.stats.add("frames_dropped", left)
+                log.warning("%d queued frame(s) not inspected before the drain timeout", left)
+        if self.worker is not None and self.worker.thread is not None:
+            self.worker.thread.join(max(0.1, deadline - time.monotonic()))
+        flushed = True
+        if self.publisher is not None:
+            self.publisher.publish_stats(self.stats_message())
+            flushed = self.publisher.stop(timeout_s=max(1.0, deadline - time.monotonic()))
+            if not flushed:
+                log.warning("%s: messages stay in the outbox for the next start", self.publisher.outbox_path)
+        if self.worker is not None:
+            self.worker.inspector.close()
+        if self.store is not None:
+            self.store.close()
+        if self.broker is not None:
+            self.broker.close()
+        if self.exit_code == EXIT_OK and self.once and not flushed:
+            return EXIT_OUTBOX_LEFT
+        return self.exit_code
+
+    def run(self) -> int:
+        """Start, supervise until stopped, shut down; installs SIGTERM/SIGINT handlers when in the main thread."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
+        try:
+            self.start()
+            self.supervise()
+        finally:
+            code = self.shutdown()
+        log.info(
+            "stopped: %d frames (%d OK, %d NG), %d skipped, %d errors, exit %d",
+            self.stats.frames_done,
+            self.stats.frames_ok,
+            self.stats.frames_ng,
+            self.queue.skipped if self.queue is not None else 0,
+            self.stats.errors,
+            code,
+        )
+        return code
