@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edge.backends.config import Precision
 from edge.config import EdgeSettings
 from shared.config import ConfigError, load_settings
 from shared.tiling import center_roi, grid_tiles
@@ -145,6 +146,137 @@ def tiles(
     table.add_row("y starts", " ".join(map(str, ys)))
     table.add_row("padded tiles", str(sum(box.valid_fraction(roi) < 1 for box in boxes)))
     out_console.print(table)
+
+
+@app.command("build-engine")
+def build_engine_command(
+    bundle: Path = typer.Argument(..., help="Bundle folder (model.onnx + bundle.json) to build the engine for."),
+    precision: Precision | None = typer.Option(None, "--precision", help="fp16 | int8 | fp32 (backend.precision)."),
+    calibration: Path | None = typer.Option(
+        None, "--calibration", help="int8: folder of patch PNGs to calibrate with (backend.calibration_dir)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when a matching engine is cached."),
+    config_file: Path | None = ConfigOpt,
+    data_dir: Path | None = DataDirOpt,
+    log_level: str = LogLevelOpt,
+) -> None:
+    """Build BUNDLE's TensorRT engine into the station's engine cache, so its first start is quick.
+
+    Use the station's config: the engine is keyed by precision, batch sizes and workspace.
+    Exit codes: 0 engine ready, 1 build failed, 2 no TensorRT/GPU here or bad arguments.
+    """
+    from edge.backends import BackendError
+    from edge.engine_build import build_with_progress, engine_config, tensorrt_missing
+
+    _setup_logging(log_level)
+    settings = _station_settings(config_file, data_dir=data_dir)
+    backend = engine_config(settings, precision, calibration)
+    missing = tensorrt_missing()
+    if missing is not None:
+        console.print(f"error: {missing}", style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    try:
+        info = build_with_progress(bundle, backend, force, console)
+    except (BackendError, ImportError, OSError) as error:
+        console.print(f"error: engine build failed: {error}", style="red", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    key = info.key
+    what = f"built in {info.metadata.get('build_s', 0):.0f} s" if info.built else "cached, reused"
+    out_console.print(
+        f"{info.path} ({what}; {key.gpu_name} sm{key.compute_capability}, TensorRT {key.tensorrt_version}, "
+        f"{key.precision}, batch {key.min_batch}..{key.max_batch})",
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command()
+def doctor(
+    config_file: Path | None = ConfigOpt,
+    source: str | None = SourceOpt,
+    classifier: Path | None = ClassifierOpt,
+    segmenter: Path | None = SegmenterOpt,
+    broker: str | None = BrokerOpt,
+    line: str | None = LineOpt,
+    station: str | None = StationOpt,
+    data_dir: Path | None = DataDirOpt,
+    backend: str | None = BackendOpt,
+    timeout_s: float = typer.Option(3.0, "--timeout", min=0.1, help="Seconds to wait for the broker."),
+    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON instead of a table."),
+) -> None:
+    """Check that the station can start: settings, bundles, backends, GPU, broker, disk, store, Python.
+
+    Builds nothing (a missing TensorRT engine is a warning). Exit 0 when no check fails, 1 otherwise.
+    """
+    from edge import doctor as checks
+
+    results = checks.run_checks(
+        lambda: _station_settings(config_file, source, classifier, segmenter, broker, line, station, data_dir, backend),
+        broker_timeout_s=timeout_s,
+    )
+    if as_json:
+        out_console.print_json(json.dumps(checks.as_dicts(results)))
+    else:
+        out_console.print(checks.render(results))
+    raise typer.Exit(checks.exit_code(results))
+
+
+@app.command()
+def watch(
+    config_file: Path | None = ConfigOpt,
+    broker: str | None = BrokerOpt,
+    line: str | None = typer.Option(None, "--line", help="Only this line (default: all)."),
+    station: str | None = typer.Option(None, "--station", help="Only this station (default: all)."),
+    duration: float | None = typer.Option(None, "--duration", min=0, help="Stop after S seconds (default: Ctrl-C)."),
+) -> None:
+    """Follow stations like an MES would: statuses, results and alerts as a live table.
+
+    Without --broker: [mqtt] of the config (no mqtt.host: the station's embedded broker on 127.0.0.1:mqtt.port).
+    Exit 2 when no broker answers.
+    """
+    from edge.publish.watch import watch as watch_stations
+
+    mqtt = _station_settings(config_file, broker=broker).mqtt
+    try:
+        watch_stations(mqtt, line or "+", station or "+", duration_s=duration, console=out_console)
+    except TimeoutError as error:
+        console.print(
+            f"error: no MQTT broker answered ({error}). Is the station (its embedded broker) or the broker running? "
+            "Give it with --broker HOST:PORT or mqtt.host/mqtt.port.",
+            style="red",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
+
+
+@app.command("export-uncertain")
+def export_uncertain(
+    out: Path = typer.Argument(..., help="Archive to write (.tar.gz): patch PNGs + manifest.json."),
+    since: str | None = typer.Option(
+        None, "--since", help="Only patches captured since: an age (7d, 36h) or ISO time."
+    ),
+    only_new: bool = typer.Option(False, "--only-new", help="Only patches not exported before."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    config_file: Path | None = ConfigOpt,
+    data_dir: Path | None = DataDirOpt,
+) -> None:
+    """Export the station's uncertain patches for retraining (pump-train ingest reads the archive)."""
+    from edge.store import UncertainStore, parse_since
+
+    settings = _station_settings(config_file, data_dir=data_dir)
+    try:
+        since_time = parse_since(since) if since is not None else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--since") from None
+    with UncertainStore.open(settings.store, settings.data_dir, recover=False) as store:
+        try:
+            count = store.export(out, since_time, only_new=only_new, overwrite=overwrite)
+        except FileExistsError as error:
+            console.print(f"error: {error}", style="red", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+    out_console.print(f"exported {count} patches to {out}", markup=False, highlight=False)
 
 
 def main() -> None:
