@@ -1,10 +1,11 @@
 """The main job chained end to end on the embedded default dataset.
 
 `pump-train demo` runs synth -> import -> patches -> paste -> show -> tiny classifier and
-segmenter (trained with the pasted patches) -> ONNX bundles, with one settings object and
-one seed, each stage writing its own folder under OUT. The models are deliberately tiny
-(seconds on a CPU): the demo proves the chain, the experiments measure quality. Later
-stages (GANs, the edge runtime) join this chain as they land.
+segmenter (trained with the pasted patches) -> ONNX bundles -> the edge runtime on fresh
+"line" frames -> MQTT (an embedded Mosquitto broker) -> the alerts an MES receives, printed.
+One settings object and one seed; each stage writes its own folder under OUT. The models
+are deliberately tiny (seconds on a CPU): the demo proves the chain, the experiments
+measure quality. Later stages (GANs) join this chain as they land.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def run_demo(out: Path, settings: TrainSettings, frames: int, progress: bool = T
     )
     lines["show"] = f"{real_grid}, {pasted_grid}"
     lines.update(_train_and_export(out, seed, progress))
+    lines["edge"] = _run_edge(out, settings, seed, progress)
     write_json_atomic(
         out / "demo.json",
         {"seed": seed, "frames": frames, "stages": lines, "settings": settings.model_dump(mode="json", by_alias=True)},
@@ -125,3 +127,67 @@ def _train_and_export(out: Path, seed: int, progress: bool) -> dict[str, str]:
             for n, r in zip(("classifier", "segmenter"), reports, strict=True)
         ),
     }
+
+
+LINE_FRAMES = 4  # fresh frames the demo's station inspects
+
+
+def _run_edge(out: Path, settings: TrainSettings, seed: int, progress: bool) -> str:
+    """Fresh synthetic frames through ``pump-edge run --once`` to an embedded broker; prints the alerts.
+
+    An MES-like subscriber listens on the broker, as a factory's would; the results it received
+    are written to ``edge-results.jsonl`` and the alerts printed as a table.
+    """
+    import threading
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from edge.config import EdgeSettings
+    from edge.publish.broker import MosquittoBroker, find_mosquitto
+    from edge.publish.watch import MessageCollector
+    from edge.runtime.station import Station
+
+    if find_mosquitto() is None:
+        return (
+            "skipped: the embedded MQTT broker needs mosquitto (apt-get install mosquitto; make demo does it as root)"
+        )
+    write_synth_set(out / "line", settings.synth, LINE_FRAMES, seed + 1, overwrite=True, progress=progress)
+    with MosquittoBroker() as broker:
+        station_settings = EdgeSettings(
+            line_id="demo",
+            station_id="station1",
+            data_dir=out / "edge-data",
+            geometry=settings.geometry,
+            bundles={"classifier": out / "bundles" / "classifier", "segmenter": out / "bundles" / "segmenter"},
+            source={"spec": f"folder:{out / 'line' / 'images'}"},
+            backend={"kind": "onnxruntime"},
+            mqtt={"host": broker.host, "port": broker.port, "outbox_path": out / "edge-data" / "outbox.sqlite3"},
+        )
+        collector = MessageCollector(station_settings.mqtt, "demo", "station1", kinds=("result", "alert")).start()
+        station = Station(station_settings, once=True)
+        codes: list[int] = []
+        runner = threading.Thread(target=lambda: codes.append(station.run()), name="station")
+        runner.start()
+        runner.join()
+        collector.wait_for(lambda messages: sum(m.kind == "result" for m in messages) >= LINE_FRAMES, 10)
+        collector.stop()
+    results = [m.message for m in collector.messages("result")]
+    alerts = [m.message for m in collector.messages("alert")]
+    with open(out / "edge-results.jsonl", "w", encoding="utf-8") as handle:
+        for result in results:
+            handle.write(result.model_dump_json() + "\n")
+    table = Table(title=f"MQTT alerts received from demo/station1 ({len(alerts)} of {len(results)} frames NG)")
+    for column in ("seq", "frame", "defects", "worst score", "first box (x, y, w, h)"):
+        table.add_column(column)
+    for alert in alerts:
+        box = alert.boxes[0] if alert.boxes else None
+        first = f"{box.x}, {box.y}, {box.w}, {box.h}" if box else "-"
+        table.add_row(str(alert.seq), alert.frame_id, str(alert.defect_count), f"{alert.worst_score:.2f}", first)
+    Console().print(table)
+    code = codes[0] if codes else 1
+    return (
+        f"{len(results)} of {LINE_FRAMES} line frames inspected and published over MQTT (exit {code}): "
+        f"{len(alerts)} NG alerts, {station.stats.uncertain_logged} uncertain patches logged, "
+        f"results in {out / 'edge-results.jsonl'}"
+    )

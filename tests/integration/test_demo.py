@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.publish.broker import find_mosquitto
 from shared.bundle import load_bundle
 from training.config import TrainSettings
 from training.pipeline import run_demo
@@ -26,3 +27,9 @@ def test_demo_chain_runs_from_synthetic_frames_to_verified_bundles(tmp_path: Pat
         assert bundle.manifest.geometry.tile_px == 256 and bundle.manifest.geometry.patch_px == 128
     recorded = json.loads((tmp_path / "demo" / "classifier" / "config.json").read_text())
     assert recorded["config"]["drawn"]["pasted"] > 0, "the demo classifier trains with pasted patches"
+    if find_mosquitto() is None:
+        assert lines["edge"].startswith("skipped: "), lines["edge"]
+        pytest.skip("the edge stage needs mosquitto (apt-get install mosquitto); the rest of the chain passed")
+    results = [json.loads(line) for line in (tmp_path / "demo" / "edge-results.jsonl").read_text().splitlines()]
+    assert [r["seq"] for r in results] == [1, 2, 3, 4], lines["edge"]
+    assert {r["verdict"] for r in results} <= {"OK", "NG"} and all(r["patches"]["count"] > 0 for r in results)
