@@ -279,6 +279,89 @@ def export_uncertain(
     out_console.print(f"exported {count} patches to {out}", markup=False, highlight=False)
 
 
+def _frame_size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:
+        raise typer.BadParameter(f"expected WIDTHxHEIGHT, e.g. 3200x2224, got {text!r}", param_hint="--frame-size")
+    return int(width), int(height)
+
+
+@app.command()
+def bench(
+    classifier: Path | None = typer.Option(
+        None, "--classifier", help="Classifier bundle (default: bundles.classifier, else demo-out/bundles/classifier)."
+    ),
+    segmenter: Path | None = typer.Option(
+        None, "--segmenter", help="Segmenter bundle (default: bundles.segmenter, else demo-out/bundles/segmenter)."
+    ),
+    backend: str = typer.Option("onnxruntime", "--backend", help="auto | tensorrt | onnxruntime (backend.kind)."),
+    ort_provider: str = typer.Option("cpu", "--ort-provider", help="ONNX Runtime provider: cpu | cuda | auto."),
+    frames: int = typer.Option(16, "--frames", min=1, help="Synthetic frames to generate (ignored with --frames-dir)."),
+    frames_dir: Path | None = typer.Option(
+        None, "--frames-dir", help="Benchmark on the image files of this folder instead of synthetic frames."
+    ),
+    frame_size: str = typer.Option("3200x2224", "--frame-size", help="WIDTHxHEIGHT of the synthetic frames."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic frames (and of the eager models' weights)."),
+    quick: bool = typer.Option(False, "--quick", help="Smoke run: 1 naive frame, 1 ROI repeat, no eager PyTorch."),
+    eager: bool = typer.Option(True, "--eager/--no-eager", help="Also time eager PyTorch at batch 1 (needs torch)."),
+    use_broker: bool = typer.Option(
+        True, "--broker/--no-broker", help="Publish to an embedded Mosquitto (--no-broker: outbox only)."
+    ),
+    json_file: Path | None = typer.Option(None, "--json", help="Also write the JSON report to this file."),
+    config_file: Path | None = ConfigOpt,
+    log_level: str = typer.Option("WARNING", "--log-level", help="Station log level during the pipeline run."),
+) -> None:
+    """Measure the station on this machine: pipeline vs bare vs naive inference, stages, memory, ROI scaling.
+
+    Runs the real station (--once, embedded broker, throw-away data folder) on the same frames
+    the other measurements use, in the bundles' own geometry. The tables go to stderr, the
+    JSON report to stdout (and --json FILE); targets are reported, never enforced (exit 0).
+    """
+    from edge.bench import BenchConfig, report_tables, run_bench
+
+    _setup_logging(log_level)
+    size = _frame_size(frame_size)
+    settings = _station_settings(config_file, classifier=classifier, segmenter=segmenter, backend=backend)
+    bundles = settings.bundles
+    if bundles.classifier is None and bundles.segmenter is None:
+        demo = Path("demo-out/bundles")
+        if not (demo / "classifier").is_dir() or not (demo / "segmenter").is_dir():
+            raise ValueError(
+                "no model bundles: pass --classifier BUNDLE --segmenter BUNDLE (or set bundles.*), "
+                "or run `make demo` to export demo-out/bundles/{classifier,segmenter}"
+            )
+        bundles = bundles.model_copy(update={"classifier": demo / "classifier", "segmenter": demo / "segmenter"})
+    settings = settings.model_copy(
+        update={  # validated copies: model_copy(update=...) alone would not check --ort-provider
+            "bundles": type(bundles).model_validate({**bundles.model_dump(), "follow_bundle_geometry": True}),
+            "backend": type(settings.backend).model_validate(
+                {**settings.backend.model_dump(), "ort_provider": ort_provider}
+            ),
+        }
+    )
+    config = BenchConfig(
+        settings=settings,
+        frames=frames,
+        frame_size=size,
+        frames_dir=frames_dir,
+        seed=seed,
+        quick=quick,
+        eager=eager,
+        broker=use_broker,
+        progress=lambda message: console.print(f"bench: {message}", markup=False, highlight=False),
+    )
+    result = run_bench(config)
+    for table in report_tables(result):
+        console.print(table)
+    for note in result["notes"]:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    text = json.dumps(result, indent=2)
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(text + "\n")
+    sys.stdout.write(text + "\n")
+
+
 def main() -> None:
     """Console entry point: config errors become one clear message and exit code 2."""
     from edge.backends import BackendError
