@@ -54,6 +54,9 @@ class OnnxRuntimeBackend(InferenceBackend):
         providers = select_providers(
             config.ort_provider, ort.get_available_providers(), cuda_device_count(), config.device_id
         )
+        # The CPU arena keeps its high-water mark: the FPN segmenter at batch 64 peaked at 921 MiB with it,
+        # 585 MiB without (measured here), and the station's budget is 1 GB.
+        options.enable_cpu_mem_arena = False
         try:
             self._session: Any = ort.InferenceSession(str(bundle.model_path), sess_options=options, providers=providers)
         except Exception as error:  # onnxruntime raises its own exception types

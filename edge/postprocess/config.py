@@ -38,7 +38,9 @@ class PostprocessConfig(BaseModel):
         None, ge=0, le=1, description="Override of the segmenter bundle's pixel threshold (default: the bundle's)."
     )
     defect_map: Literal["overlay", "mask"] = Field(
-        "overlay", description="Defect-map PNG: the frame with defects tinted and boxed, or the ROI's binary mask."
+        "mask",
+        description="Defect-map PNG: mask = 8-bit gray over the whole frame, 0 good / 255 defect (the MQTT contract "
+        "for machines; small); overlay = the frame with defects tinted and boxed (for people; larger).",
     )
     defect_map_max_px: int = Field(
         1024, ge=64, description="Longest side of the defect-map PNG (keeps MQTT payloads small)."

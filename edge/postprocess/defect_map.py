@@ -31,6 +31,27 @@ def defect_mask(analysis: FrameAnalysis, pixel_threshold: float | None) -> np.nd
     return mask
 
 
+def frame_mask(width: int, height: int, roi, roi_mask: np.ndarray, max_px: int) -> np.ndarray:  # noqa: ANN001
+    """The ROI mask placed in a frame-sized 0/255 mask, downscaled to ``max_px`` (any defect pixel survives).
+
+    Covering the whole frame keeps the MQTT contract simple: map x = frame x * scale.
+    """
+    scale = min(1.0, max_px / max(width, height))
+    size = (max(1, _scaled(width, scale)), max(1, _scaled(height, scale)))
+    if scale >= 1.0:
+        full = np.zeros((height, width), dtype=np.uint8)
+        full[roi.y : roi.y + roi.height, roi.x : roi.x + roi.width] = roi_mask
+        return full
+    out = np.zeros((size[1], size[0]), dtype=np.uint8)
+    if roi_mask.any():
+        x0, y0 = _scaled(roi.x, scale), _scaled(roi.y, scale)
+        x1 = min(size[0], max(x0 + 1, _scaled(roi.x + roi.width, scale)))
+        y1 = min(size[1], max(y0 + 1, _scaled(roi.y + roi.height, scale)))
+        small = cv2.resize(roi_mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+        out[y0:y1, x0:x1] = np.where(small > 0, 255, 0).astype(np.uint8)
+    return out
+
+
 def _scaled(value: int, scale: float) -> int:
     return int(round(value * scale))
 
@@ -41,11 +62,7 @@ def render_defect_map(
     """PNG bytes of the defect map, longest side at most ``config.defect_map_max_px``."""
     mask = defect_mask(analysis, thresholds.pixel)
     if config.defect_map == "mask":
-        scale = min(1.0, config.defect_map_max_px / max(mask.shape))
-        if scale < 1.0:
-            size = (max(1, _scaled(mask.shape[1], scale)), max(1, _scaled(mask.shape[0], scale)))
-            mask = np.where(cv2.resize(mask, size, interpolation=cv2.INTER_AREA) > 0, 255, 0).astype(np.uint8)
-        return _png(mask)
+        return _png(frame_mask(image.shape[1], image.shape[0], analysis.layout.roi, mask, config.defect_map_max_px))
 
     height, width = image.shape[:2]
     scale = min(1.0, config.defect_map_max_px / max(height, width))

@@ -26,10 +26,10 @@ class FittedPng:
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """8-bit gray or BGR image -> PNG bytes at the strongest compression."""
+    """8-bit gray or BGR image -> PNG bytes (level 3: level 9 is ~30x slower on a noisy overlay for ~20 % less)."""
     import cv2  # local: only stations that publish defect maps pay for OpenCV
 
-    ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise ValueError(f"could not encode a {image.shape} {image.dtype} image as PNG")
     return encoded.tobytes()

@@ -267,7 +267,7 @@ def test_the_defect_map_png_is_small_and_marks_the_defect(inspection):
     square = (1500, 1000, 24)
     image = frame(square)
     analysis = inspect(image)
-    config = PostprocessConfig(defect_map_max_px=800)
+    config = PostprocessConfig(defect_map="overlay", defect_map_max_px=800)
     png = render_defect_map(image, analysis, thresholds, config)
     picture = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     assert png.startswith(b"\x89PNG") and max(picture.shape[:2]) == 800
@@ -276,7 +276,11 @@ def test_the_defect_map_png_is_small_and_marks_the_defect(inspection):
     b, g, r = picture[cy, cx].astype(int)
     assert r > 200 and g < 120 and b < 120, "the defect is tinted red"
     mask = cv2.imdecode(
-        np.frombuffer(render_defect_map(image, analysis, thresholds, PostprocessConfig(defect_map="mask")), np.uint8),
+        np.frombuffer(
+            render_defect_map(image, analysis, thresholds, PostprocessConfig(defect_map_max_px=800)), np.uint8
+        ),
         cv2.IMREAD_UNCHANGED,
     )
-    assert mask.ndim == 2 and set(np.unique(mask)) == {0, 255}
+    assert mask.ndim == 2 and set(np.unique(mask)) == {0, 255}, "the default map is the 0/255 mask"
+    assert mask.shape[1] == 800 and mask.shape[0] == round(image.shape[0] * scale), "it covers the whole frame"
+    assert mask[cy, cx] == 255 and mask[:, : int(square[0] * scale) - 2].max() == 0
