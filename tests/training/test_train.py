@@ -185,3 +185,41 @@ def test_segmentation_experiment_trains_defective_patches_and_tabulates(small_pa
     assert int(rows[0]["train_patches"]) == defective_train, "segmenter trains on defective patches by default"
     assert int(rows[1]["train_patches"]) == defective_train + 4
     assert "defect IoU" in markdown_table(rows, "segmentation")
+
+
+def test_first_seed_shifts_the_planned_seeds_so_machines_can_share_an_experiment():
+    config = ExperimentConfig(
+        task="classification", methods=("baseline", "pasted"), seeds=2, sizes=(6,), schedule=TINY_SCHEDULE, spec=TINY
+    )
+    shifted = ExperimentConfig(**{**config.__dict__, "first_seed": 3})
+    assert {seed for _, _, seed in planned_runs(config)} == {0, 1}
+    assert {seed for _, _, seed in planned_runs(shifted)} == {3, 4}
+
+
+def test_augmentation_keeps_masks_aligned_and_jitters_brightness_within_bounds():
+    from training.train.schedule import augment_geometric, augment_photometric
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 16, 16), dtype=np.uint8)
+    masks = (images > 200).astype(np.uint8) * 255
+    turned, turned_masks = augment_geometric(images, masks, rng, "dihedral")
+    assert np.array_equal(turned_masks, (turned > 200).astype(np.uint8) * 255), "masks follow their image"
+    assert not np.array_equal(turned, images)
+    assert sorted(map(sorted, (i.ravel() for i in turned))) == sorted(map(sorted, (i.ravel() for i in images)))
+    same, _ = augment_geometric(images, None, rng, "none")
+    assert same is images
+    flat = np.full((200, 8, 8), 100, np.uint8)
+    jittered = augment_photometric(flat, 0.2, rng)
+    assert jittered.min() >= 79 and jittered.max() <= 121 and len(np.unique(jittered)) > 10
+    assert augment_photometric(flat, 0.0, rng) is flat
+
+
+def test_patch_input_norm_ignores_exposure():
+    import torch
+
+    from training.models.classifier import create_classifier
+
+    model = create_classifier(ClassifierSpec(width=0.25, internal_px=32, input_px=32, input_norm="patch")).eval()
+    x = torch.rand(4, 1, 32, 32) * 0.5 + 0.2
+    with torch.inference_mode():
+        assert torch.allclose(model(x), model(x * 1.5 + 0.05), atol=1e-4)
