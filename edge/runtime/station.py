@@ -113,6 +113,16 @@ def load_station_bundles(settings: EdgeSettings) -> tuple[dict[str, LoadedBundle
     return bundles, geometry
 
 
+def _check_source_exists(settings: EdgeSettings) -> None:
+    """A finite source that is not there is a configuration error (exit 2), not an empty run."""
+    source = settings.source
+    target = Path(source.target)
+    if source.kind == "folder" and not source.watch and not target.is_dir():
+        raise ValueError(f"source {source.spec}: folder not found (source.spec / --source)")
+    if source.kind == "video" and not target.is_file():
+        raise ValueError(f"source {source.spec}: video file not found (source.spec / --source)")
+
+
 @dataclass
 class _Worker:
     """One inference worker thread and what the watchdog needs to know about it."""
@@ -206,12 +216,14 @@ class Station:
                 data_dir=self.data_dir,
             )
             self.publisher.start()
-        with startup_step(4, total, f"prepare backends ({self.backend_config.kind})"):
+        kind = getattr(self.backend_config.kind, "value", self.backend_config.kind)
+        with startup_step(4, total, f"prepare backends ({kind})"):
             self.worker = _Worker(self._open_inspector())
             if self._building:
                 self._building = False
                 self._event("engine-ready", "info", "TensorRT engine ready")
         with startup_step(5, total, f"open source {settings.source.spec}"):
+            _check_source_exists(settings)
             self.source = create_source(settings.source)
             drop = settings.pipeline.backpressure == "drop-oldest" or (
                 settings.pipeline.backpressure == "auto" and self.source.is_live
@@ -476,14 +488,16 @@ class Station:
 
     def run(self) -> int:
         """Start, supervise until stopped, shut down; installs SIGTERM/SIGINT handlers when in the main thread."""
+        previous = {}
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self.request_stop)
-            signal.signal(signal.SIGINT, self.request_stop)
+            previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             self.start()
             self.supervise()
         finally:
             code = self.shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         log.info(
             "stopped: %d frames (%d OK, %d NG), %d skipped, %d errors, exit %d",
             self.stats.frames_done,

@@ -396,3 +396,9 @@ def test_killed_while_the_broker_is_down_the_backlog_goes_out_after_restart(tmp_
         collector.stop()
         assert first_arrivals(collector) == [1, 2, 3]
         assert len(collector.messages("alert")) == 1
+
+
+def test_a_missing_source_folder_is_a_configuration_error(broker, tmp_path, bundles):  # noqa: F811
+    settings = settings_for(broker, tmp_path, bundles, f"folder:{tmp_path / 'nowhere'}")
+    with pytest.raises(ValueError, match="folder not found"):
+        Station(settings, once=True).run()
