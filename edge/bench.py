@@ -19,7 +19,8 @@ One run, the same frames for every measurement:
 
 Everything the station would keep (outbox, store, broker) lives in a temporary folder; only a
 TensorRT engine cache is shared with the configured ``data_dir`` (so no engine is rebuilt).
-Torch is imported only inside :func:`measure_eager`, never at module level.
+Eager PyTorch is measured by ``training.export.eager_reference`` where training is installed;
+no edge module imports torch.
 """
 
 from __future__ import annotations
@@ -370,55 +371,19 @@ def naive_backend_runner(backends: dict[str, InferenceBackend]) -> Callable[[np.
     return run_one
 
 
-def _torch_modules(bundles: dict[str, LoadedBundle], seed: int) -> tuple[list[Any], str | None]:
-    """Eager modules rebuilt from the bundles' specs with random weights, or the reason they cannot be."""
-    if importlib.util.find_spec("torch") is None:
-        return [], "torch is not installed (edge installs have no torch)"
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads starve a busy CPU
-    try:
-        import torch
-
-        from training.models.classifier import ClassifierSpec, create_classifier
-        from training.models.segmenter import SegmenterSpec, create_segmenter
-    except ImportError as error:
-        return [], f"training models not importable ({error})"
-    torch.manual_seed(seed)
-    modules = []
-    for task, bundle in bundles.items():
-        spec = dict(bundle.manifest.spec)
-        try:
-            if task == "classifier":
-                modules.append(create_classifier(ClassifierSpec(**spec)).eval())
-            else:
-                modules.append(create_segmenter(SegmenterSpec(**spec)).eval())
-        except (TypeError, ValueError) as error:
-            return [], f"{task} bundle spec {spec} does not rebuild a training model ({error})"
-    return modules, None
-
-
 def measure_eager(
     bundles: dict[str, LoadedBundle], batches: list[np.ndarray], seed: int
 ) -> tuple[float | None, dict[str, Any]]:
-    """Seconds of eager PyTorch at batch 1 over ``batches``' patches (random weights), or None and why not."""
-    modules, reason = _torch_modules(bundles, seed)
-    if reason is not None:
-        return None, {"status": "skipped", "reason": reason}
-    import torch
+    """Seconds of eager PyTorch at batch 1 over ``batches``' patches (random weights), or None and why not.
 
-    def run_one(patch: np.ndarray) -> None:
-        with torch.inference_mode():
-            tensor = torch.from_numpy(patch)
-            for module in modules:
-                module(tensor)
-
-    seconds = time_per_patch(batches, run_one)
-    return seconds, {
-        "status": "measured",
-        "weights": "random (the bundle has no training checkpoint; speed does not depend on them)",
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-    }
+    The torch side lives in the training package (``training.export.eager_reference``); the edge only
+    calls it where training is installed, so no edge module ever imports torch.
+    """
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("training") is None:
+        return None, {"status": "skipped", "reason": "torch/training not installed (edge installs have no torch)"}
+    reference = importlib.import_module("training.export.eager_reference")
+    specs = {task: dict(bundle.manifest.spec) for task, bundle in bundles.items()}
+    return reference.eager_batch1_seconds(specs, batches, seed, time_per_patch)
 
 
 # --- ROI scaling ------------------------------------------------------------------------------
