@@ -28,7 +28,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
-import resource
 import signal
 import tempfile
 import threading
@@ -45,6 +44,15 @@ import cv2
 import numpy as np
 
 from edge.backends import InferenceBackend, create_backend
+from edge.bench_frames import (
+    decode_and_tile,
+    peak_rss_mb,
+    process_peak_rss_mb,
+    reset_peak_rss,
+    synthetic_pump_frame,
+    write_frames,
+)
+from edge.bench_report import report_tables  # noqa: F401 - re-exported for the CLI
 from edge.config import EdgeSettings
 from edge.postprocess import Thresholds, select_for_segmenter
 from edge.postprocess.scores import sigmoid
@@ -54,7 +62,6 @@ from edge.runtime.station import Station, load_station_bundles, resolve_data_pat
 from edge.runtime.stats import RuntimeStats
 from edge.sources.base import Frame
 from edge.sources.decode import IMAGE_SUFFIXES
-from edge.sources.folder import FolderSource
 from edge.tiling import FrameTiler, RoiConfig
 from shared.bundle import LoadedBundle
 
@@ -96,111 +103,6 @@ class BenchConfig:
             raise ValueError(f"--frames-dir {self.frames_dir}: not a folder")
         if self.quick:
             self.naive_frames, self.roi_repeats, self.eager = 1, 1, False
-
-
-# --- frames ---------------------------------------------------------------------------------
-
-
-def synthetic_pump_frame(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
-    """A gray frame that looks roughly like a pump part: disc, rings, bolt holes, noise, 2-4 bright defects.
-
-    Only for timing: PNG size and decode cost are close to real frames'; the defects give the
-    models and the defect map something to do. Defects sit within the central 1800 px (the ROI).
-    """
-    image = np.full((height, width), 45, np.uint8)
-    cx, cy, side = width // 2, height // 2, min(width, height)
-    cv2.circle(image, (cx, cy), int(0.46 * side), 125, -1, cv2.LINE_AA)
-    cv2.circle(image, (cx, cy), int(0.30 * side), 150, -1, cv2.LINE_AA)
-    cv2.circle(image, (cx, cy), int(0.12 * side), 95, -1, cv2.LINE_AA)
-    for k in range(8):
-        angle = 2 * np.pi * k / 8
-        hole = (int(cx + 0.38 * side * np.cos(angle)), int(cy + 0.38 * side * np.sin(angle)))
-        cv2.circle(image, hole, int(0.025 * side), 30, -1, cv2.LINE_AA)
-    noisy = image.astype(np.int16) + rng.integers(-6, 7, image.shape, dtype=np.int16)
-    image = np.clip(noisy, 0, 255).astype(np.uint8)
-    reach = max(1, min(900, side // 2 - 40))
-    for _ in range(int(rng.integers(2, 5))):
-        x, y = (int(v) for v in (cx, cy) + rng.integers(-reach, reach, 2))
-        value = int(rng.integers(225, 256))
-        if rng.random() < 0.5:  # scratch
-            angle, length = rng.uniform(0, np.pi), int(rng.integers(10, 60))
-            end = (int(x + length * np.cos(angle)), int(y + length * np.sin(angle)))
-            cv2.line(image, (x, y), end, value, int(rng.integers(2, 5)), cv2.LINE_AA)
-        else:  # pit
-            cv2.circle(image, (x, y), int(rng.integers(3, 11)), value, -1, cv2.LINE_AA)
-    return image
-
-
-def write_frames(folder: Path, count: int, size: tuple[int, int], seed: int) -> list[Path]:
-    """``count`` synthetic PNG frames of ``size`` (W, H) in ``folder``; deterministic in ``seed``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    paths = []
-    for index in range(count):
-        path = folder / f"frame{index:04d}.png"
-        if not cv2.imwrite(str(path), synthetic_pump_frame(*size, rng)):
-            raise OSError(f"cannot write {path}")
-        paths.append(path)
-    return paths
-
-
-@dataclass
-class DecodedFrames:
-    """The frames of a folder as model batches, with what reading them cost."""
-
-    batches: list[np.ndarray]
-    decode_s: list[float]  # per good frame: read + check + decode + pixel conversion
-    bad: int  # files the source refused
-    size: tuple[int, int] | None  # (W, H) of the first frame
-
-
-def decode_and_tile(frames_dir: Path, settings: EdgeSettings, tiler: FrameTiler) -> DecodedFrames:
-    """Read the folder exactly as the station's source does (timed: decode), tile each frame."""
-    config = settings.source.model_copy(update={"spec": f"folder:{frames_dir}", "watch": False, "max_frames": None})
-    batches, decode_s, bad, size = [], [], 0, None
-    with FolderSource(str(frames_dir), config) as source:
-        items = iter(source)
-        while True:
-            started = time.perf_counter()
-            item = next(items, None)
-            if item is None:
-                break
-            if not isinstance(item, Frame):
-                bad += 1
-                continue
-            decode_s.append(time.perf_counter() - started)
-            size = size or (item.width, item.height)
-            batches.append(tiler.tile(item.image)[1])
-    return DecodedFrames(batches, decode_s, bad, size)
-
-
-# --- memory ---------------------------------------------------------------------------------
-
-
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark of this process (Linux ≥ 4.0); False where not possible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def process_peak_rss_mb() -> float:
-    """The process's lifetime peak (getrusage; never reset)."""
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return round(maxrss / (1024.0 * 1024.0) if platform.system() == "Darwin" else maxrss / 1024.0, 1)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory in MiB since the last :func:`reset_peak_rss`: VmHWM, else getrusage's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024.0, 1)
-    except OSError:
-        pass
-    return process_peak_rss_mb()
 
 
 # --- the pipeline ---------------------------------------------------------------------------
@@ -633,82 +535,3 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     }
     result["targets"] = evaluate_targets(result)
     return result
-
-
-# --- the table ------------------------------------------------------------------------------------
-
-
-def _num(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _verdict(target: dict[str, Any]) -> str:
-    if target["passed"] is None:
-        return f"[yellow]skipped[/yellow] ({target['note']})"
-    return "[green]pass[/green]" if target["passed"] else "[red]FAIL[/red]"
-
-
-def report_tables(result: dict[str, Any]) -> list[Any]:
-    """Rich tables of a :func:`run_bench` report: measurements, per-stage time, targets."""
-    from rich.table import Table
-
-    setup, machine, pipeline = result["setup"], result["machine"], result["pipeline"]
-    width, height = setup["frame_size"]
-    backends = ", ".join(f"{t}: {d['backend']}/{d.get('device', '?')}" for t, d in setup["backends"].items())
-    load = machine["load_average_1m"]
-    speed = Table(
-        title=f"pump-edge bench: {setup['frames']} frames {width}x{height}, {setup['tiles_per_frame']} tiles/frame",
-        caption=f"{machine['cpu_count']} CPUs, onnxruntime {machine['onnxruntime']}, {backends}; "
-        f"broker: {setup['broker']}; load average {load['before']} -> {load['after']}",
-    )
-    for column, justify in (("measurement", "left"), ("frames/s", "right"), ("details", "left")):
-        speed.add_column(column, justify=justify)
-    latency, processing = pipeline["latency_ms"], pipeline["processing_ms"]
-    speed.add_row(
-        "pipeline (station --once)",
-        _num(pipeline["fps"]),
-        f"latency p50 {_num(latency['p50'], 0)} / p99 {_num(latency['p99'], 0)} ms (incl. queue wait); "
-        f"processing p50 {_num(processing['p50'], 0)} / p99 {_num(processing['p99'], 0)} ms; "
-        f"{pipeline['frames']}/{pipeline['frames_expected']} frames, {pipeline['errors']} errors, "
-        f"start-up {pipeline['startup_s']:.1f} s, exit {pipeline['exit_code']}",
-    )
-    speed.add_row("bare backend (pre-tiled batches)", _num(result["bare"]["fps"]), f"{result['bare']['frames']} frames")
-    naive = result["naive"]
-    speed.add_row("naive: backend at batch 1", _num(naive["fps"], 3), f"{naive['patches']} patches one by one")
-    eager = result["eager"]
-    speed.add_row(
-        "naive: eager PyTorch at batch 1",
-        _num(eager["fps"], 3),
-        f"random weights, {eager['torch_threads']} torch threads"
-        if eager["status"] == "measured"
-        else f"skipped: {eager['reason']}",
-    )
-    speed.add_section()
-    stages = result["stage_ms"]
-    total = sum(stages.values()) or 1.0
-    speed.add_row(
-        "per stage (ms/frame)",
-        "",
-        ", ".join(f"{stage} {ms:.1f} ({100 * ms / total:.0f}%)" for stage, ms in stages.items()),
-    )
-    memory = result["memory"]
-    speed.add_row(
-        "peak RSS (MiB)",
-        "",
-        f"pipeline {memory['pipeline_peak_rss_mb']:.0f}, whole bench process {memory['process_peak_rss_mb']:.0f}",
-    )
-    roi = result["roi_scaling"]
-    speed.add_row(
-        f"ROI scaling on {roi['frame_px']}² (s/frame)",
-        "",
-        "; ".join(f"{row['roi_px']}²: {row['tiles']} tiles {row['seconds']:.3f} s" for row in roi["rois"])
-        + f"; tiles x{roi['tile_ratio']}, time x{roi['time_ratio']}",
-    )
-    targets = Table(title="targets (issue §8)")
-    for column in ("target", "measured", "goal", "result"):
-        targets.add_column(column)
-    for target in result["targets"]:
-        targets.add_row(
-            target["name"], _num(target["value"], 3), f"{target['op']} {target['target']:g}", _verdict(target)
-        )
-    return [speed, targets]

@@ -24,10 +24,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 from edge.backends import BackendConfig, BuildProgress, InferenceBackend, create_backend
@@ -37,13 +35,19 @@ from edge.publish.broker import ensure_broker
 from edge.publish.client import MqttPublisher
 from edge.runtime.frames import FrameQueue
 from edge.runtime.inspector import Inspection, Inspector, TileCrops, open_inspector
+from edge.runtime.startup import (
+    check_source_exists,
+    load_station_bundles,
+    resolve_data_path,
+    software_version,
+    startup_step,
+)
 from edge.runtime.stats import RuntimeStats
 from edge.sources.base import Frame, FrameError, SourceState, SourceStatus
 from edge.sources.registry import create_source
 from edge.store import StoreError, UncertainStore
 from edge.tiling import FrameTiler
-from shared.bundle import LoadedBundle, load_bundle
-from shared.config import GeometryConfig
+from shared.bundle import LoadedBundle
 from shared.messages import (
     EventMessage,
     ResultMessage,
@@ -61,66 +65,8 @@ BackendFactory = Callable[[str, LoadedBundle, BackendConfig], InferenceBackend]
 EXIT_OK, EXIT_FAILED, EXIT_OUTBOX_LEFT = 0, 1, 3
 
 
-def software_version() -> str:
-    try:
-        return metadata.version("pumpinspect")
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0+unknown"
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-@contextmanager
-def startup_step(number: int, total: int, name: str):
-    """Log one named start-up step with its duration (what an operator reads when start-up hangs)."""
-    started = time.perf_counter()
-    log.info("start-up %d/%d: %s ...", number, total, name)
-    yield
-    log.info("start-up %d/%d: %s done (%.0f ms)", number, total, name, 1000 * (time.perf_counter() - started))
-
-
-def resolve_data_path(path: Path, data_dir: Path) -> Path:
-    return path if path.is_absolute() else data_dir / path
-
-
-def load_station_bundles(settings: EdgeSettings) -> tuple[dict[str, LoadedBundle], GeometryConfig]:
-    """Load and verify the configured bundles; returns them and the geometry in force.
-
-    A bundle whose geometry differs from ``[geometry]`` is refused (it would see other patches
-    than it was trained on) unless ``bundles.follow_bundle_geometry`` is set.
-    """
-    paths = {
-        task: path
-        for task, path in (("classifier", settings.bundles.classifier), ("segmenter", settings.bundles.segmenter))
-        if path is not None
-    }
-    if not paths:
-        raise ValueError("no model bundle configured: set bundles.classifier and/or bundles.segmenter (--classifier)")
-    follow = settings.bundles.follow_bundle_geometry
-    bundles = {task: load_bundle(path, None if follow else settings.geometry) for task, path in paths.items()}
-    geometry = settings.geometry
-    if follow:
-        geometries = {task: bundle.manifest.geometry for task, bundle in bundles.items()}
-        first = next(iter(geometries.values()))
-        if any(g != first for g in geometries.values()):
-            raise ValueError(f"bundles disagree on geometry: {geometries}")
-        geometry = first
-    for task, bundle in bundles.items():
-        if bundle.manifest.task != task:
-            raise ValueError(f"{paths[task]}: bundle task is {bundle.manifest.task!r}, configured as bundles.{task}")
-    return bundles, geometry
-
-
-def _check_source_exists(settings: EdgeSettings) -> None:
-    """A finite source that is not there is a configuration error (exit 2), not an empty run."""
-    source = settings.source
-    target = Path(source.target)
-    if source.kind == "folder" and not source.watch and not target.is_dir():
-        raise ValueError(f"source {source.spec}: folder not found (source.spec / --source)")
-    if source.kind == "video" and not target.is_file():
-        raise ValueError(f"source {source.spec}: video file not found (source.spec / --source)")
 
 
 @dataclass
@@ -223,7 +169,7 @@ class Station:
                 self._building = False
                 self._event("engine-ready", "info", "TensorRT engine ready")
         with startup_step(5, total, f"open source {settings.source.spec}"):
-            _check_source_exists(settings)
+            check_source_exists(settings)
             self.source = create_source(settings.source)
             drop = settings.pipeline.backpressure == "drop-oldest" or (
                 settings.pipeline.backpressure == "auto" and self.source.is_live
