@@ -20,15 +20,12 @@ import hashlib
 import json
 import os
 import re
-import tarfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
-from importlib import metadata
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +37,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from edge.store.config import EvictionPolicy, StoreConfig
-from edge.store.manifest import (
-    MANIFEST_CSV,
-    MANIFEST_JSON,
-    PATCH_FOLDER,
-    ExportedPatch,
-    ExportManifest,
-)
+from edge.store.export import TEMP_SUFFIX, write_archive
 from edge.store.models import STORE_SCHEMA_VERSION, Base, UncertainPatch
 from edge.store.select import Selected, select_patches
 
 STORE_META_NAME = "store.json"
-TEMP_SUFFIX = ".tmp"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _ID_CHUNK = 500  # ids per IN (...) clause (SQLite's variable limit)
 
@@ -529,63 +519,8 @@ class UncertainStore:
         if since is not None:
             since = _aware(since, "since")
         rows = self.patches(since, only_new)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}{TEMP_SUFFIX}")
-        exported: list[ExportedPatch] = []
-        skipped: list[dict] = []
         exported_at = utc_now()
-        try:
-            with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
-                for row in rows:
-                    member = f"{PATCH_FOLDER}/{row.id:08d}.png"
-                    try:
-                        data = self.path_of(row).read_bytes()
-                    except FileNotFoundError:
-                        skipped.append({"row_id": row.id, "file": row.file_path, "reason": "file gone (evicted?)"})
-                        continue
-                    digest = hashlib.sha256(data).hexdigest()
-                    if digest != row.sha256:
-                        skipped.append(
-                            {
-                                "row_id": row.id,
-                                "file": row.file_path,
-                                "reason": f"sha256 {digest} does not match the row's {row.sha256}",
-                            }
-                        )
-                        continue
-                    _add_bytes(tar, member, data, row.logged_at)
-                    exported.append(_exported_patch(row, member))
-                manifest = ExportManifest(
-                    exported_at=exported_at,
-                    since=since,
-                    store={
-                        "store_id": self.store_id,
-                        "database": self.database,
-                        "image_dir": str(self.image_dir.resolve()),
-                        "schema_version": STORE_SCHEMA_VERSION,
-                    },
-                    selection={
-                        "band_low": self.config.band_low,
-                        "band_high": self.config.band_high,
-                        "disagreement": self.config.disagreement.model_dump(),
-                        "per_frame_cap": self.config.per_frame_cap,
-                        "only_new": only_new,
-                    },
-                    stations=sorted({patch.station for patch in exported}),
-                    lines=sorted({patch.line for patch in exported}),
-                    count=len(exported),
-                    patches=exported,
-                    skipped=skipped,
-                    producer=_producer(),
-                )
-                _add_bytes(tar, MANIFEST_JSON, manifest.to_json(), exported_at)
-                _add_bytes(tar, MANIFEST_CSV, manifest.to_csv(), exported_at)
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        exported = write_archive(self, out, rows, since, only_new, exported_at)
         self._mark_exported([patch.row_id for patch in exported], exported_at)
         return len(exported)
 
@@ -595,46 +530,3 @@ class UncertainStore:
                 chunk = ids[start : start + _ID_CHUNK]
                 session.execute(update(UncertainPatch).where(UncertainPatch.id.in_(chunk)).values(exported_at=when))
             session.commit()
-
-
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, when: datetime) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = int(when.timestamp())
-    info.mode = 0o644
-    tar.addfile(info, BytesIO(data))
-
-
-def _exported_patch(row: UncertainPatch, member: str) -> ExportedPatch:
-    return ExportedPatch(
-        file=member,
-        sha256=row.sha256,
-        size_bytes=row.size_bytes,
-        store_id=row.store_id,
-        row_id=row.id,
-        frame_id=row.frame_id,
-        station=row.station,
-        line=row.line,
-        captured_at=row.captured_at,
-        logged_at=row.logged_at,
-        tile_index=row.tile_index,
-        tile_x=row.tile_x,
-        tile_y=row.tile_y,
-        tile_size=row.tile_size,
-        valid_fraction=row.valid_fraction,
-        image_px=row.image_px,
-        channels=row.channels,
-        classifier_score=row.classifier_score,
-        segmenter_max_score=row.segmenter_max_score,
-        segmenter_defect_pixels=row.segmenter_defect_pixels,
-        reason=row.reason,
-        model_versions=dict(row.model_versions or {}),
-    )
-
-
-def _producer() -> dict:
-    try:
-        version = metadata.version("pumpinspect")
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-        version = "unknown"
-    return {"package": "pumpinspect", "version": version, "command": "export-uncertain"}
