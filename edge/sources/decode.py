@@ -11,23 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared.imagefiles import structural_problem
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def structural_problem(data: bytes, suffix: str) -> str | None:
-    """Why ``data`` is not a complete file of its type, or None (only formats with end markers)."""
-    if suffix in (".jpg", ".jpeg"):
-        if not data.startswith(b"\xff\xd8"):
-            return "not a JPEG file (no start-of-image marker)"
-        if b"\xff\xd9" not in data.rstrip(b"\x00\r\n ")[-16:]:
-            return "truncated JPEG (no end-of-image marker)"
-    elif suffix == ".png":
-        if not data.startswith(PNG_SIGNATURE):
-            return "not a PNG file (bad signature)"
-        if b"IEND" not in data[-16:]:
-            return "truncated PNG (no IEND chunk)"
-    return None
 
 
 def read_image_file(path: Path) -> np.ndarray | str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared.imagefiles import structural_problem
 from training.outputs import sha256_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -26,20 +27,6 @@ class BadImageError(ValueError):
         self.reason = reason
 
 
-def _structural_problem(data: bytes, suffix: str) -> str | None:
-    if suffix in (".jpg", ".jpeg"):
-        if not data.startswith(b"\xff\xd8"):
-            return "not a JPEG file (no start-of-image marker)"
-        if b"\xff\xd9" not in data.rstrip(b"\x00\r\n ")[-16:]:
-            return "truncated JPEG (no end-of-image marker)"
-    elif suffix == ".png":
-        if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-            return "not a PNG file (bad signature)"
-        if b"IEND" not in data[-16:]:
-            return "truncated PNG (no IEND chunk)"
-    return None
-
-
 def read_source_image(path: Path) -> np.ndarray:
     """Decode any supported image unchanged (bit depth, channels); raise :class:`BadImageError`."""
     path = Path(path)
@@ -49,7 +36,7 @@ def read_source_image(path: Path) -> np.ndarray:
         raise BadImageError(path, f"cannot be read ({error.strerror})") from None
     if not data:
         raise BadImageError(path, "empty file")
-    problem = _structural_problem(data, path.suffix.lower())
+    problem = structural_problem(data, path.suffix.lower())
     if problem:
         raise BadImageError(path, problem)
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
