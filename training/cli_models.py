@@ -67,6 +67,12 @@ PhotometricAugOpt = typer.Option(
 InputNormOpt = typer.Option(
     None, "--input-norm", help="Input normalisation: patch (per-patch mean/std; cpu preset) or fixed (thesis preset)."
 )
+PrecisionOpt = typer.Option(
+    None, "--precision", help="Training forward pass: fp32 or bf16 (autocast; cpu preset: bf16). Scoring stays fp32."
+)
+WorkersOpt = typer.Option(
+    1, "--workers", help="Runs trained at once in separate processes (2 on a 2-core CPU: ~1.45x sooner)."
+)
 PoolOpt = typer.Option([], "--pool", help="Synthetic pool ORIGIN=DIR (repeatable), e.g. pasted=data/pasted.")
 
 
@@ -77,7 +83,16 @@ def _preset(name: str) -> Preset:
 
 
 def _schedule(
-    base: Schedule, iterations, val_every, batch_size, lr, seed, device, geometric_aug=None, photometric_aug=None
+    base: Schedule,
+    iterations,
+    val_every,
+    batch_size,
+    lr,
+    seed,
+    device,
+    geometric_aug=None,
+    photometric_aug=None,
+    precision=None,
 ) -> Schedule:
     overrides = {
         "iterations": iterations,
@@ -88,6 +103,7 @@ def _schedule(
         "device": device,
         "geometric_aug": geometric_aug,
         "photometric_aug": photometric_aug,
+        "precision": precision,
     }
     return Schedule(**{**base.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
 
@@ -147,6 +163,7 @@ def classifier_train(
     lr: float | None = LrOpt,
     seed: int = SeedOpt,
     device: str = DeviceOpt,
+    precision: str | None = PrecisionOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Train the classifier; prints test metrics at 0.5 and at the validation-tuned threshold."""
@@ -155,7 +172,16 @@ def classifier_train(
     chosen = _preset(preset)
     spec = _classifier_spec(chosen, width, internal_px, _patch_px(patches_dir), pooling, input_norm)
     schedule = _schedule(
-        chosen.classifier_schedule, iterations, val_every, batch_size, lr, seed, device, geometric_aug, photometric_aug
+        chosen.classifier_schedule,
+        iterations,
+        val_every,
+        batch_size,
+        lr,
+        seed,
+        device,
+        geometric_aug,
+        photometric_aug,
+        precision,
     )
     result = train_classifier_command(
         patches_dir, out, spec, schedule, augment, pool, weighted_sampling, init_weights, val_seed, progress=not quiet
@@ -180,6 +206,7 @@ def segmenter_train(
     lr: float | None = LrOpt,
     seed: int = SeedOpt,
     device: str = DeviceOpt,
+    precision: str | None = PrecisionOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Train the segmenter (defective patches by default); prints test IoU and patch-level metrics."""
@@ -187,7 +214,9 @@ def segmenter_train(
 
     chosen = _preset(preset)
     spec = _segmenter_spec(chosen, encoder, _patch_px(patches_dir))
-    schedule = _schedule(chosen.segmenter_schedule, iterations, val_every, batch_size, lr, seed, device)
+    schedule = _schedule(
+        chosen.segmenter_schedule, iterations, val_every, batch_size, lr, seed, device, precision=precision
+    )
     result = train_segmenter_command(
         patches_dir, out, spec, schedule, augment, pool, healthy_share, threshold, val_seed, progress=not quiet
     )
@@ -208,6 +237,7 @@ def _experiment(
     spec,
     schedule: Schedule,
     quiet: bool,
+    workers: int = 1,
     **extra,
 ) -> None:
     from training.experiments.report import markdown_table, plot_sweep
@@ -226,7 +256,7 @@ def _experiment(
         first_seed=first_seed,
         **extra,
     )
-    rows = run_experiment(patches_dir, out, config, progress=not quiet)
+    rows = run_experiment(patches_dir, out, config, progress=not quiet, workers=workers)
     table = markdown_table(rows, task, title=f"{task}: {patches_dir}")
     (out / "table.md").write_text(table, encoding="utf-8")
     if sizes:
@@ -264,13 +294,24 @@ def experiment_classification(
     batch_size: int | None = BatchOpt,
     lr: float | None = LrOpt,
     device: str = DeviceOpt,
+    precision: str | None = PrecisionOpt,
+    workers: int = WorkersOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Table 3.1 / A.1: classifier metrics per method, mean ± std over seeds, with verdicts."""
     chosen = _preset(preset)
     spec = _classifier_spec(chosen, width, internal_px, _patch_px(patches_dir), pooling, input_norm)
     schedule = _schedule(
-        chosen.classifier_schedule, iterations, val_every, batch_size, lr, None, device, geometric_aug, photometric_aug
+        chosen.classifier_schedule,
+        iterations,
+        val_every,
+        batch_size,
+        lr,
+        None,
+        device,
+        geometric_aug,
+        photometric_aug,
+        precision,
     )
     _experiment(
         "classification",
@@ -286,6 +327,7 @@ def experiment_classification(
         spec,
         schedule,
         quiet,
+        workers,
     )
 
 
@@ -308,12 +350,16 @@ def experiment_segmentation(
     batch_size: int | None = BatchOpt,
     lr: float | None = LrOpt,
     device: str = DeviceOpt,
+    precision: str | None = PrecisionOpt,
+    workers: int = WorkersOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Table 3.3 / A.2: segmenter metrics per method, mean ± std over seeds, with verdicts."""
     chosen = _preset(preset)
     spec = _segmenter_spec(chosen, encoder, _patch_px(patches_dir))
-    schedule = _schedule(chosen.segmenter_schedule, iterations, val_every, batch_size, lr, None, device)
+    schedule = _schedule(
+        chosen.segmenter_schedule, iterations, val_every, batch_size, lr, None, device, precision=precision
+    )
     _experiment(
         "segmentation",
         patches_dir,
@@ -328,6 +374,7 @@ def experiment_segmentation(
         spec,
         schedule,
         quiet,
+        workers,
         healthy_share=healthy_share,
         threshold=threshold,
     )

@@ -4,11 +4,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from training.data.paste import PasteOptions, make_pasted
 from training.experiments.data import PatchLibrary, split_records
 from training.experiments.report import VIEWS, markdown_table, verdict
-from training.experiments.runner import ExperimentConfig, planned_runs, read_runs, run_experiment
+from training.experiments.runner import ExperimentConfig, planned_runs, read_runs, run_experiment, run_key
 from training.experiments.sources import MissingPoolError, draw_from_pool, open_pool
 from training.models.checkpoint import load_checkpoint
 from training.models.classifier import ClassifierSpec
@@ -116,6 +117,35 @@ def test_experiment_runs_pairs_resumes_and_tabulates(small_patchset, pasted_pool
     changed = ExperimentConfig(**{**config.__dict__, "schedule": Schedule(iterations=7, val_every=7, batch_size=8)})
     with pytest.raises(ValueError, match="different experiment"):
         run_experiment(small_patchset.root, tmp_path / "exp", changed, progress=False)
+
+
+def test_parallel_workers_train_the_same_runs_as_one_process(small_patchset, pasted_pool, tmp_path):
+    config = ExperimentConfig(
+        task="classification",
+        methods=("baseline", "pasted"),
+        seeds=2,
+        sizes=(6,),
+        schedule=Schedule(**{**TINY_SCHEDULE.to_dict(), "threads": 1}),
+        spec=TINY,
+        pools={"pasted": str(pasted_pool)},
+    )
+    one = {r["key"]: r for r in run_experiment(small_patchset.root, tmp_path / "one", config, progress=False)}
+    two = {r["key"]: r for r in run_experiment(small_patchset.root, tmp_path / "two", config, False, workers=2)}
+    assert sorted(one) == sorted(two) == sorted(run_key(*run) for run in planned_runs(config))
+    for key, row in one.items():  # same seed, same single thread: the same numbers
+        assert float(two[key]["test_auroc"]) == pytest.approx(float(row["test_auroc"]), abs=1e-6), key
+        assert two[key]["synthetic_drawn"] == row["synthetic_drawn"]
+    assert len(list((tmp_path / "two" / "runs").iterdir())) == 4
+
+
+def test_bf16_training_runs_and_keeps_an_fp32_checkpoint(small_patchset, tmp_path):
+    schedule = Schedule(**{**TINY_SCHEDULE.to_dict(), "precision": "bf16"})
+    result = train_classifier(_data(small_patchset), TINY, schedule, tmp_path / "run", {}, progress=False)
+    assert 0 <= result["test_auroc"] <= 1 or np.isnan(result["test_auroc"])
+    checkpoint = load_checkpoint(tmp_path / "run")
+    assert all(v.dtype in (torch.float32, torch.int64) for v in checkpoint.state_dict.values())
+    with pytest.raises(ValueError, match="precision"):
+        Schedule(precision="fp16")
 
 
 def _row(method, seed, f1, auroc, val_auroc=0.9):

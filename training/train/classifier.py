@@ -2,7 +2,8 @@
 
 Each iteration draws one random batch (uniformly, or with per-patch weights for the
 "weighted sampling" baseline), augments it (flips, 90° turns, brightness/contrast) and
-takes an AdamW step on BCE with a one-cycle learning rate. Every ``val_every``
+takes an AdamW step on BCE with a one-cycle learning rate (optionally with a bfloat16
+forward pass, ``Schedule.precision``). Every ``val_every``
 iterations the model is scored on validation; the weights with the best (F1 at 0.5,
 then AUROC) are kept. At the end the decision threshold is tuned on validation and the
 test split is scored at 0.5 and at that threshold.
@@ -34,6 +35,7 @@ from training.train.schedule import (
     seed_everything,
     set_threads,
     to_tensor,
+    training_autocast,
 )
 
 TRAIN_AUROC_SAMPLE = 3000
@@ -99,7 +101,7 @@ def train_classifier(
     model = create_classifier(spec)
     if init_state is not None:
         load_matching(model, init_state)
-    model = model.to(device)
+    model = model.to(device=device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
     lr_schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=schedule.lr, total_steps=schedule.iterations, pct_start=0.15
@@ -118,8 +120,9 @@ def train_classifier(
         model.train()
         batch = rng.choice(len(labels), size=schedule.batch_size, replace=True, p=probabilities)
         images, _ = augment_batch(data.train.images[batch], None, rng, schedule)
-        logits = model(to_tensor(images, device))[:, 0]
-        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(labels[batch]).to(device))
+        with training_autocast(schedule, device):
+            logits = model(to_tensor(images, device))[:, 0]
+        loss = F.binary_cross_entropy_with_logits(logits.float(), torch.from_numpy(labels[batch]).to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -174,7 +177,7 @@ def _evaluate(
     checkpoint = Checkpoint(
         task="classifier",
         spec=spec.to_dict(),
-        state_dict={k: v.cpu() for k, v in model.state_dict().items()},
+        state_dict={k: v.cpu().contiguous() for k, v in model.state_dict().items()},
         threshold=float(threshold),
         geometry=context.get("geometry", {}),
         data_fingerprint=context.get("data_fingerprint", ""),

@@ -28,6 +28,10 @@ class Schedule:
     # ±20 % brightness/contrast (val AUROC 0.78 vs 0.77, test F1 0.46 vs 0.27 in 2500 iterations).
     geometric_aug: str = "flips"  # "none", "flips" or "dihedral" (flips + 90° rotations)
     photometric_aug: float = 0.0  # max relative brightness/contrast jitter per patch (0 = off)
+    # "bf16" runs the training forward pass under autocast (bfloat16 convolutions, fp32 weights,
+    # fp32 loss); on CPUs with AVX512-BF16/AMX it trains ~1.6x faster. Validation and test scoring
+    # stay fp32, as does the exported model.
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.iterations <= 0 or self.val_every <= 0 or self.batch_size <= 0:
@@ -36,6 +40,8 @@ class Schedule:
             raise ValueError(f"geometric_aug {self.geometric_aug!r}: choose one of {GEOMETRIC_AUGMENTATIONS}")
         if not 0.0 <= self.photometric_aug < 1.0:
             raise ValueError(f"photometric_aug must be in [0, 1), got {self.photometric_aug}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: choose one of {PRECISIONS}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,6 +62,12 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 
 GEOMETRIC_AUGMENTATIONS = ("none", "flips", "dihedral")
+PRECISIONS = ("fp32", "bf16")
+
+
+def training_autocast(schedule: Schedule, device: torch.device):
+    """The autocast context of a training forward pass (a no-op for fp32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=schedule.precision == "bf16")
 
 
 def augment_geometric(images: np.ndarray, masks: np.ndarray | None, rng: np.random.Generator, kind: str = "flips"):
@@ -106,7 +118,9 @@ def augment_batch(images: np.ndarray, masks: np.ndarray | None, rng: np.random.G
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 (N, H, W[, C]) -> float32 NCHW in [0, 1], the exported models' input contract."""
     tensor = torch.from_numpy(np.ascontiguousarray(images)).to(device=device, dtype=torch.float32) / 255.0
-    return tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2)
+    tensor = tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2)
+    # channels-last is oneDNN's native layout: ~15 % faster CPU convolutions, same values
+    return tensor.contiguous(memory_format=torch.channels_last)
 
 
 @torch.inference_mode()

@@ -34,6 +34,7 @@ from training.train.schedule import (
     seed_everything,
     set_threads,
     to_tensor,
+    training_autocast,
 )
 
 _IGNORE_TARGET = 2
@@ -77,7 +78,7 @@ def train_segmenter(
     set_threads(schedule.threads)
     rng = seed_everything(schedule.seed)
     device = resolve_device(schedule.device)
-    model = create_segmenter(spec).to(device)
+    model = create_segmenter(spec).to(device=device, memory_format=torch.channels_last)
     dice = smp.losses.DiceLoss(mode="binary", from_logits=True, ignore_index=_IGNORE_TARGET)
     optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
     lr_schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -91,7 +92,9 @@ def train_segmenter(
         model.train()
         batch = rng.choice(len(data.train), size=schedule.batch_size, replace=True)
         images, masks = augment_batch(data.train.images[batch], data.train.masks[batch], rng, schedule)
-        loss = segmentation_loss(model(to_tensor(images, device)), _targets(masks, device), dice)
+        with training_autocast(schedule, device):
+            logits = model(to_tensor(images, device))
+        loss = segmentation_loss(logits.float(), _targets(masks, device), dice)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -123,7 +126,7 @@ def train_segmenter(
     checkpoint = Checkpoint(
         task="segmenter",
         spec=model.spec.to_dict(),
-        state_dict={k: v.cpu() for k, v in model.state_dict().items()},
+        state_dict={k: v.cpu().contiguous() for k, v in model.state_dict().items()},
         threshold=threshold,
         geometry=context.get("geometry", {}),
         data_fingerprint=context.get("data_fingerprint", ""),
