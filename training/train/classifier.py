@@ -110,6 +110,7 @@ def train_classifier(
     probabilities = None
     if data.sample_weights is not None:
         probabilities = data.sample_weights / data.sample_weights.sum()
+    pos_weight = torch.tensor(schedule.pos_weight, device=device)
     log = MetricsLog(out_dir / "metrics.jsonl")
     val_labels = data.val.labels
     best: tuple[float, float] = (-1.0, -1.0)
@@ -122,7 +123,9 @@ def train_classifier(
         images, _ = augment_batch(data.train.images[batch], None, rng, schedule)
         with training_autocast(schedule, device):
             logits = model(to_tensor(images, device))[:, 0]
-        loss = F.binary_cross_entropy_with_logits(logits.float(), torch.from_numpy(labels[batch]).to(device))
+        loss = F.binary_cross_entropy_with_logits(
+            logits.float(), torch.from_numpy(labels[batch]).to(device), pos_weight=pos_weight
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

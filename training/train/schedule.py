@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +34,9 @@ class Schedule:
     # fp32 loss); on CPUs with AVX512-BF16/AMX it trains ~1.6x faster. Validation and test scoring
     # stay fp32, as does the exported model.
     precision: str = "fp32"
+    # Classifier only: BCE weight of defect patches (1 = plain BCE). Rebalances the loss without
+    # repeating patches, unlike weighted sampling.
+    pos_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.iterations <= 0 or self.val_every <= 0 or self.batch_size <= 0:
@@ -40,6 +45,8 @@ class Schedule:
             raise ValueError(f"geometric_aug {self.geometric_aug!r}: choose one of {GEOMETRIC_AUGMENTATIONS}")
         if not 0.0 <= self.photometric_aug < 1.0:
             raise ValueError(f"photometric_aug must be in [0, 1), got {self.photometric_aug}")
+        if self.pos_weight <= 0:
+            raise ValueError(f"pos_weight must be positive, got {self.pos_weight}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: choose one of {PRECISIONS}")
 
@@ -67,7 +74,22 @@ PRECISIONS = ("fp32", "bf16")
 
 def training_autocast(schedule: Schedule, device: torch.device):
     """The autocast context of a training forward pass (a no-op for fp32)."""
+    if schedule.precision == "bf16" and device.type == "cpu" and not _cpu_has_native_bf16():
+        warnings.warn(
+            "--precision bf16 on a CPU without native bfloat16 (AVX512-BF16/AMX) is slower than fp32; "
+            "pass --precision fp32",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=schedule.precision == "bf16")
+
+
+@functools.cache
+def _cpu_has_native_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def augment_geometric(images: np.ndarray, masks: np.ndarray | None, rng: np.random.Generator, kind: str = "flips"):
