@@ -14,7 +14,12 @@ from training.experiments.sources import MissingPoolError, draw_from_pool, open_
 from training.models.checkpoint import load_checkpoint
 from training.models.classifier import ClassifierSpec
 from training.models.segmenter import SegmenterSpec
-from training.train.classifier import ClassifierData, train_classifier, weighted_sampling_weights
+from training.train.classifier import (
+    ClassifierData,
+    few_positives_warning,
+    train_classifier,
+    weighted_sampling_weights,
+)
 from training.train.schedule import Schedule, predict, resolve_device
 from training.train.segmenter import SegmenterData, train_segmenter
 
@@ -136,6 +141,12 @@ def test_parallel_workers_train_the_same_runs_as_one_process(small_patchset, pas
         assert float(two[key]["test_auroc"]) == pytest.approx(float(row["test_auroc"]), abs=1e-6), key
         assert two[key]["synthetic_drawn"] == row["synthetic_drawn"]
     assert len(list((tmp_path / "two" / "runs").iterdir())) == 4
+
+
+def test_a_batch_with_too_few_defects_is_flagged_before_training():
+    assert few_positives_warning(0.044, 64) is not None and "2.8" in few_positives_warning(0.044, 64)
+    assert few_positives_warning(0.044, 192) is None, "~8 defects per batch learned on the synthetic set"
+    assert few_positives_warning(0.11, 64) is None and few_positives_warning(0.0, 64) is None
 
 
 def test_bf16_training_runs_and_keeps_an_fp32_checkpoint(small_patchset, tmp_path):

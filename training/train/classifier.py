@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,25 @@ def weighted_sampling_weights(labels: np.ndarray, target_defect_share: float) ->
         return np.ones(len(labels))
     defect_weight = target_defect_share * negatives / (positives * (1.0 - target_defect_share))
     return np.where(labels > 0, defect_weight, 1.0)
+
+
+MIN_POSITIVES_PER_BATCH = 4.0
+
+
+def few_positives_warning(defect_share: float, batch_size: int) -> str | None:
+    """A hint when a batch holds too few defect patches for the baseline to learn in a short schedule.
+
+    Measured on the synthetic pump set (4.4 % defective): batch 64 (~3 defects per batch)
+    had not learned in 2500 iterations, batch 192 at width 0.25 (~8, same step time) had.
+    """
+    expected = defect_share * batch_size
+    if defect_share <= 0 or expected >= MIN_POSITIVES_PER_BATCH:
+        return None
+    return (
+        f"training split is {defect_share:.1%} defective: a batch of {batch_size} holds ~{expected:.1f} defect "
+        f"patches, too few to learn from in a short schedule; raise --batch-size (e.g. --width 0.25 "
+        f"--batch-size 192 keeps the step time of the cpu preset) or use --weighted-sampling"
+    )
 
 
 def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> int:
@@ -110,6 +130,10 @@ def train_classifier(
     probabilities = None
     if data.sample_weights is not None:
         probabilities = data.sample_weights / data.sample_weights.sum()
+    sampled_share = float(labels.mean() if probabilities is None else probabilities[labels > 0].sum())
+    hint = few_positives_warning(sampled_share, schedule.batch_size)
+    if hint:
+        warnings.warn(hint, RuntimeWarning, stacklevel=2)
     pos_weight = torch.tensor(schedule.pos_weight, device=device)
     log = MetricsLog(out_dir / "metrics.jsonl")
     val_labels = data.val.labels
