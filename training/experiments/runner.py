@@ -243,10 +243,17 @@ class _RunState:
 
 
 _WORKER_STATE: _RunState | None = None
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _init_worker(threads: int) -> None:
+    import ctypes
+    import signal
+
     import torch
+
+    # die with the experiment process, so a killed experiment leaves no run training on
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
     os.environ["OMP_NUM_THREADS"] = str(threads)  # keeps train_*'s set_threads from taking every core
     torch.set_num_threads(threads)
