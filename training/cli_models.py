@@ -72,7 +72,7 @@ PrecisionOpt = typer.Option(
 )
 PosWeightOpt = typer.Option(None, "--pos-weight", help="BCE weight of defect patches (default 1 = plain BCE).")
 WorkersOpt = typer.Option(
-    1, "--workers", help="Runs trained at once in separate processes (2 on a 2-core CPU: ~1.45x sooner)."
+    1, "--workers", help="Runs trained at once in separate processes (2 on a 2-core CPU: 1.4-1.8x the throughput)."
 )
 PoolOpt = typer.Option([], "--pool", help="Synthetic pool ORIGIN=DIR (repeatable), e.g. pasted=data/pasted.")
 
