@@ -83,32 +83,9 @@ def _preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def _schedule(
-    base: Schedule,
-    iterations,
-    val_every,
-    batch_size,
-    lr,
-    seed,
-    device,
-    geometric_aug=None,
-    photometric_aug=None,
-    precision=None,
-    pos_weight=None,
-) -> Schedule:
-    overrides = {
-        "iterations": iterations,
-        "val_every": val_every,
-        "batch_size": batch_size,
-        "lr": lr,
-        "seed": seed,
-        "device": device,
-        "geometric_aug": geometric_aug,
-        "photometric_aug": photometric_aug,
-        "precision": precision,
-        "pos_weight": pos_weight,
-    }
-    return Schedule(**{**base.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
+def _schedule(base: Schedule, **flags) -> Schedule:
+    """The preset's schedule with the schedule flags that were given (None = not given)."""
+    return Schedule(**{**base.to_dict(), **{k: v for k, v in flags.items() if v is not None}})
 
 
 def _classifier_spec(
@@ -177,16 +154,16 @@ def classifier_train(
     spec = _classifier_spec(chosen, width, internal_px, _patch_px(patches_dir), pooling, input_norm)
     schedule = _schedule(
         chosen.classifier_schedule,
-        iterations,
-        val_every,
-        batch_size,
-        lr,
-        seed,
-        device,
-        geometric_aug,
-        photometric_aug,
-        precision,
-        pos_weight,
+        iterations=iterations,
+        val_every=val_every,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        geometric_aug=geometric_aug,
+        photometric_aug=photometric_aug,
+        precision=precision,
+        pos_weight=pos_weight,
     )
     result = train_classifier_command(
         patches_dir, out, spec, schedule, augment, pool, weighted_sampling, init_weights, val_seed, progress=not quiet
@@ -220,7 +197,14 @@ def segmenter_train(
     chosen = _preset(preset)
     spec = _segmenter_spec(chosen, encoder, _patch_px(patches_dir))
     schedule = _schedule(
-        chosen.segmenter_schedule, iterations, val_every, batch_size, lr, seed, device, precision=precision
+        chosen.segmenter_schedule,
+        iterations=iterations,
+        val_every=val_every,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        precision=precision,
     )
     result = train_segmenter_command(
         patches_dir, out, spec, schedule, augment, pool, healthy_share, threshold, val_seed, progress=not quiet
@@ -309,16 +293,16 @@ def experiment_classification(
     spec = _classifier_spec(chosen, width, internal_px, _patch_px(patches_dir), pooling, input_norm)
     schedule = _schedule(
         chosen.classifier_schedule,
-        iterations,
-        val_every,
-        batch_size,
-        lr,
-        None,
-        device,
-        geometric_aug,
-        photometric_aug,
-        precision,
-        pos_weight,
+        iterations=iterations,
+        val_every=val_every,
+        batch_size=batch_size,
+        lr=lr,
+        seed=None,
+        device=device,
+        geometric_aug=geometric_aug,
+        photometric_aug=photometric_aug,
+        precision=precision,
+        pos_weight=pos_weight,
     )
     _experiment(
         "classification",
@@ -365,7 +349,14 @@ def experiment_segmentation(
     chosen = _preset(preset)
     spec = _segmenter_spec(chosen, encoder, _patch_px(patches_dir))
     schedule = _schedule(
-        chosen.segmenter_schedule, iterations, val_every, batch_size, lr, None, device, precision=precision
+        chosen.segmenter_schedule,
+        iterations=iterations,
+        val_every=val_every,
+        batch_size=batch_size,
+        lr=lr,
+        seed=None,
+        device=device,
+        precision=precision,
     )
     _experiment(
         "segmentation",
