@@ -20,7 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 SCHEMA_VERSION = 1
 DEFAULT_PREFIX = "pumpinspect"
@@ -137,10 +137,16 @@ class StationState(str, Enum):
 
 
 class Verdict(str, Enum):
-    """Frame verdict: OK (no defect found) or NG (no good: at least one defect)."""
+    """Frame verdict: OK (no defect found), NG (no good: at least one defect), or ERROR.
+
+    ERROR means the frame was *not inspected* (the model failed on it, or its result could not
+    be built); the result's ``error`` says why. A part with an ERROR verdict passed uninspected:
+    an MES should route it to manual inspection, which is why ERROR results also raise an alert.
+    """
 
     OK = "OK"
     NG = "NG"
+    ERROR = "ERROR"
 
 
 ModelRefs = dict[str, str]
@@ -202,15 +208,27 @@ class ResultMessage(BaseModel):
     processed_at: AwareDatetime = Field(description="When the verdict was made.")
     frame_width_px: int = Field(gt=0, description="Frame width; boxes are in this frame's pixels.")
     frame_height_px: int = Field(gt=0, description="Frame height.")
-    verdict: Verdict = Field(description="OK or NG.")
+    verdict: Verdict = Field(description="OK, NG, or ERROR (not inspected; see error).")
+    error: str | None = Field(
+        None, description="Why the frame could not be inspected; set exactly when verdict is ERROR."
+    )
     defects: list[Defect] = Field(default_factory=list, description="Defect regions, largest max_score first.")
     patches: PatchSummary = Field(description="Classifier summary over the frame's patches.")
     latency_ms: float = Field(ge=0, description="Capture to verdict, ms.")
     models: ModelRefs = Field(default_factory=dict, description=_MODELS_DESCRIPTION)
 
+    @model_validator(mode="after")
+    def _error_with_error_verdict(self) -> ResultMessage:
+        if (self.verdict == Verdict.ERROR) != (self.error is not None):
+            raise ValueError("error must be set exactly when verdict is ERROR")
+        return self
+
 
 class AlertMessage(BaseModel):
-    """The small subset of an NG result an MES needs to act (reject the part, stop the line)."""
+    """The small subset of an NG or ERROR result an MES needs to act (reject the part, stop the line).
+
+    ``verdict`` ERROR means the part was not inspected (``reason`` says why): check it by hand.
+    """
 
     schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Payload format version.")
     result_id: str = Field(min_length=1, description="Same id as the result it summarises.")
@@ -222,6 +240,8 @@ class AlertMessage(BaseModel):
     defect_count: int = Field(ge=0, description="Number of defect regions.")
     worst_score: float = Field(ge=0, le=1, description="Highest defect probability of any region or patch.")
     boxes: list[Box] = Field(default_factory=list, description="Defect boxes in frame pixels.")
+    verdict: Verdict = Field(Verdict.NG, description="NG (defects found) or ERROR (not inspected).")
+    reason: str | None = Field(None, description="With verdict ERROR: why the frame was not inspected.")
 
 
 class StatsMessage(BaseModel):
@@ -316,7 +336,7 @@ MESSAGE_MODELS: dict[str, type[BaseModel]] = {
 
 
 def alert_from_result(result: ResultMessage) -> AlertMessage:
-    """The alert for an NG result (worst score: regions first, else the classifier's)."""
+    """The alert for an NG or ERROR result (worst score: regions first, else the classifier's)."""
     scores = [defect.max_score for defect in result.defects]
     if result.patches.max_score is not None:
         scores.append(result.patches.max_score)
@@ -330,6 +350,8 @@ def alert_from_result(result: ResultMessage) -> AlertMessage:
         defect_count=len(result.defects),
         worst_score=max(scores, default=0.0),
         boxes=[defect.box for defect in result.defects],
+        verdict=result.verdict,
+        reason=result.error,
     )
 
 

@@ -62,7 +62,13 @@ log = logging.getLogger("pump.edge")
 
 BackendFactory = Callable[[str, LoadedBundle, BackendConfig], InferenceBackend]
 
-EXIT_OK, EXIT_FAILED, EXIT_OUTBOX_LEFT = 0, 1, 3
+# Process exit codes (2 = bad settings or bundle comes from ``pump-edge``'s entry point). When several
+# apply, the first of FAILED, REFUSED, OUTBOX_LEFT, FRAMES_FAILED in that order is returned.
+EXIT_OK = 0  # stopped cleanly (SIGTERM/SIGINT, or --once with every frame inspected and delivered)
+EXIT_FAILED = 1  # the station failed (restart budget spent, frame source died for good): systemd restarts it
+EXIT_OUTBOX_LEFT = 3  # --once: messages stay in the outbox (they go out at the next start)
+EXIT_FRAMES_FAILED = 4  # --once: at least one input could not be inspected (bad file, model error)
+EXIT_REFUSED = 5  # the broker refused messages (ACL): they wait as dead letters, nothing reached the MES
 
 
 def _now() -> datetime:
