@@ -132,6 +132,7 @@ class StationState(str, Enum):
     STARTING = "starting"
     BUILDING_ENGINE = "building-engine"
     ONLINE = "online"
+    DEGRADED = "degraded"
     STOPPED = "stopped"
     OFFLINE = "offline"
 
@@ -185,12 +186,24 @@ class StatusMessage(BaseModel):
     schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Payload format version.")
     line: str = Field(pattern=LEVEL_PATTERN, description="Production line id.")
     station: str = Field(pattern=LEVEL_PATTERN, description="Station id.")
-    state: StationState = Field(description="starting | building-engine | online | stopped | offline.")
+    state: StationState = Field(description="starting | building-engine | online | degraded | stopped | offline.")
     software_version: str = Field(description="Version of the station software.")
     models: ModelRefs = Field(default_factory=dict, description=_MODELS_DESCRIPTION)
     config_hash: str = Field(description="sha256 prefix of the station's resolved settings (secrets masked).")
     session: int = Field(ge=1, description="Process-start counter, persisted; rises on every start.")
     timestamp: AwareDatetime = Field(description="When this state began (for the Will: when the connection opened).")
+    problems: list[str] = Field(
+        default_factory=list,
+        description="Why the station is degraded (e.g. the broker refuses its results), for a human; empty if fine.",
+    )
+    heartbeat_at: AwareDatetime | None = Field(
+        None, description="When this copy was published; the station re-publishes a live state as a heartbeat."
+    )
+    valid_until: AwareDatetime | None = Field(
+        None,
+        description="A live state (starting, building-engine, online, degraded) is true only until then unless a "
+        "newer status arrives: past it, presume the station gone. Null for stopped/offline and without heartbeats.",
+    )
 
 
 class ResultMessage(BaseModel):
@@ -263,6 +276,13 @@ class StatsMessage(BaseModel):
     outbox_depth: int = Field(0, ge=0, description="Messages waiting in the durable outbox for the broker.")
     outbox_dropped: int = Field(0, ge=0, description="Messages dropped because the outbox was full (total).")
     outbox_expired: int = Field(0, ge=0, description="Messages dropped after their message expiry (total).")
+    outbox_refused: int = Field(
+        0, ge=0, description="Messages the broker refused (e.g. not authorised), kept as dead letters (total)."
+    )
+    dead_letters: int = Field(0, ge=0, description="Refused messages kept in the station's dead-letter table now.")
+    dead_letters_evicted: int = Field(
+        0, ge=0, description="Dead letters deleted to stay within the dead-letter bound, oldest first (total)."
+    )
 
 
 class EventKind(str, Enum):
@@ -284,6 +304,18 @@ class EventKind(str, Enum):
     """Building the inference engine for this device began (first boot or after an upgrade)."""
     ENGINE_READY = "engine-ready"
     """The inference engine is built or loaded and ready."""
+    FRAME_FAILED = "frame-failed"
+    """A frame was read but the models could not judge it (e.g. NaN outputs); its result has verdict ERROR."""
+    SOURCE_FAILED = "source-failed"
+    """The frame source stopped on an unexpected error; it is restarted within a budget, else the station exits 1."""
+    SOURCE_RESTARTED = "source-restarted"
+    """The frame source was opened again after it failed."""
+    PUBLISH_REFUSED = "publish-refused"
+    """The broker refused messages to a topic (e.g. not authorised); they are kept as dead letters."""
+    PUBLISH_ACCEPTED = "publish-accepted"
+    """The broker accepts messages to a topic again after refusing some."""
+    DOCTOR_PROBE = "doctor-probe"
+    """``pump-edge doctor`` checking that the broker lets the station publish; ignore it."""
 
 
 class EventSeverity(str, Enum):
@@ -303,6 +335,12 @@ EVENT_SEVERITY: dict[EventKind, EventSeverity] = {
     EventKind.STORE_ERROR: EventSeverity.ERROR,
     EventKind.ENGINE_BUILDING: EventSeverity.INFO,
     EventKind.ENGINE_READY: EventSeverity.INFO,
+    EventKind.PUBLISH_REFUSED: EventSeverity.ERROR,
+    EventKind.PUBLISH_ACCEPTED: EventSeverity.INFO,
+    EventKind.DOCTOR_PROBE: EventSeverity.INFO,
+    EventKind.FRAME_FAILED: EventSeverity.ERROR,
+    EventKind.SOURCE_FAILED: EventSeverity.ERROR,
+    EventKind.SOURCE_RESTARTED: EventSeverity.WARNING,
 }
 """The usual severity of each event kind (what docs/mqtt.md lists); a sender may choose another."""
 

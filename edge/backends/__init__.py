@@ -1,6 +1,6 @@
 """Inference backends (registry: onnxruntime, tensorrt); the runtime calls :func:`create_backend`."""
 
-from edge.backends.base import BackendError, InferenceBackend
+from edge.backends.base import BackendError, InferenceBackend, NonFiniteOutputError
 from edge.backends.config import BackendConfig, BackendKind, Precision
 from edge.backends.registry import BACKENDS, available_backends, create_backend, resolve_kind
 from edge.backends.tensorrt import BuildProgress, EngineInfo, build_engine
@@ -13,6 +13,7 @@ __all__ = [
     "BuildProgress",
     "EngineInfo",
     "InferenceBackend",
+    "NonFiniteOutputError",
     "Precision",
     "available_backends",
     "build_engine",

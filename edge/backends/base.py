@@ -23,6 +23,10 @@ class BackendError(RuntimeError):
     """A backend cannot load, build or run a model; the message says which and why."""
 
 
+class NonFiniteOutputError(BackendError):
+    """The model returned NaN or infinite values for a batch (the frame cannot be judged)."""
+
+
 class InferenceBackend(ABC):
     """Runs one bundle's model on batches of patches."""
 
@@ -85,7 +89,16 @@ class InferenceBackend(ABC):
                         f"{self.name}: model returned {result.shape}, expected {(len(chunk), *self.output_shape)}"
                     )
                 out[start : start + len(chunk)] = result
+        if not np.isfinite(out).all():  # NaN compares false with every threshold: it would read as "no defect"
+            bad = int((~np.isfinite(out)).sum())
+            raise NonFiniteOutputError(f"{self.name}: model returned {bad} NaN/infinite value(s) for {count} patch(es)")
         return out
+
+    def probe(self) -> None:
+        """Refuse this model (BackendError) if it gives NaN/Inf or absurd outputs on a fixed probe batch."""
+        from edge.backends.probe import probe_backend  # probe imports this module
+
+        probe_backend(self)
 
     def warmup(self, batch_size: int | None = None) -> None:
         """One call at the usual batch size, so the first frame is not slow (lazy init, Jetson DVFS)."""

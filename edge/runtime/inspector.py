@@ -134,11 +134,15 @@ def open_inspector(
     cascade: bool = False,
     warmup: bool = True,
 ) -> Inspector:
-    """Create the backends for the loaded bundles (this is where a TensorRT engine may build)."""
+    """Create, probe and warm up the backends for the loaded bundles (a TensorRT engine may build here).
+
+    Raises BackendError when a model fails the load-time probe (non-finite or absurd outputs).
+    """
     backends: dict[str, InferenceBackend] = {}
     try:
         for task, bundle in bundles.items():
             backends[task] = make_backend(task, bundle)
+            backends[task].probe()  # always: a model that outputs NaN must not reach the line
             if warmup:
                 backends[task].warmup()
     except BaseException:

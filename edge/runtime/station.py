@@ -43,13 +43,16 @@ from edge.runtime.startup import (
     startup_step,
 )
 from edge.runtime.stats import RuntimeStats
-from edge.sources.base import Frame, FrameError, SourceState, SourceStatus
+from edge.sources.base import Frame, FrameError, FrameSource, SourceState, SourceStatus
 from edge.sources.registry import create_source
 from edge.store import StoreError, UncertainStore
 from edge.tiling import FrameTiler
 from shared.bundle import LoadedBundle
 from shared.messages import (
+    EVENT_SEVERITY,
+    EventKind,
     EventMessage,
+    PatchSummary,
     ResultMessage,
     StationState,
     StatsMessage,
@@ -82,6 +85,7 @@ class _Worker:
     inspector: Inspector
     thread: threading.Thread | None = None
     busy_since: float | None = None  # monotonic start of the frame in progress
+    current: Frame | None = None  # the frame in progress (the watchdog publishes an ERROR result for it)
     abandoned: bool = False
 
 
@@ -107,6 +111,8 @@ class Station:
         self.source_done = threading.Event()
         self._publish_lock = threading.Lock()
         self._restarts: deque[float] = deque()
+        self._source_restarts: deque[float] = deque()
+        self._source_failure: str | None = None  # set by a source thread that died on an unexpected error
         self.exit_code = EXIT_OK
         self.publisher: MqttPublisher | None = None
         self.store: UncertainStore | None = None
@@ -129,7 +135,7 @@ class Station:
             log.info("TensorRT engine build started (minutes on a Jetson): %s", progress.message)
             if self.publisher is not None:
                 self.publisher.set_status(StationState.BUILDING_ENGINE)
-                self._event("engine-building", "info", progress.message)
+                self._event(EventKind.ENGINE_BUILDING, progress.message)
 
     def start(self) -> None:
         """The named start-up steps; raises with a clear message when one fails."""
@@ -173,17 +179,16 @@ class Station:
             self.worker = _Worker(self._open_inspector())
             if self._building:
                 self._building = False
-                self._event("engine-ready", "info", "TensorRT engine ready")
+                self._event(EventKind.ENGINE_READY, "TensorRT engine ready")
         with startup_step(5, total, f"open source {settings.source.spec}"):
             check_source_exists(settings)
-            self.source = create_source(settings.source)
+            self._open_source()
             drop = settings.pipeline.backpressure == "drop-oldest" or (
                 settings.pipeline.backpressure == "auto" and self.source.is_live
             )
             self.queue = FrameQueue(settings.pipeline.queue_size, drop_oldest=drop)
             log.info("backpressure: %s", "drop-oldest" if drop else "block")
         with startup_step(6, total, "start threads"):
-            self._source_thread = threading.Thread(target=self._source_loop, name="source", daemon=True)
             self._start_worker(self.worker)
             self._source_thread.start()
             self.publisher.set_status(StationState.ONLINE, models=self.models)
@@ -201,10 +206,18 @@ class Station:
 
     # --- threads ---------------------------------------------------------------------------
 
-    def _source_loop(self) -> None:
+    def _open_source(self) -> None:
+        """Create the configured source and start its thread (at start-up and after a source failure)."""
+        self.source = create_source(self.settings.source)
+        self.source_done.clear()
+        self._source_thread = threading.Thread(
+            target=self._source_loop, args=(self.source,), name="source", daemon=True
+        )
+
+    def _source_loop(self, source: FrameSource) -> None:
         try:
-            with self.source:
-                for item in self.source:
+            with source:
+                for item in source:
                     if self.stop_event.is_set():
                         break
                     if isinstance(item, Frame):
@@ -213,7 +226,7 @@ class Station:
                         self.stats.add("frame_errors")
                         self.stats.add("errors")
                         log.warning("bad frame %s: %s", item.ref, item.reason)
-                        self._event("frame-error", "warning", item.reason, ref=item.ref)
+                        self._event(EventKind.FRAME_ERROR, item.reason, ref=item.ref)
                     elif isinstance(item, SourceStatus):
                         connected = item.state == SourceState.CONNECTED
                         log.log(
@@ -223,17 +236,44 @@ class Station:
                             item.state.value,
                             item.reason,
                         )
-                        self._event(
-                            "source-connected" if connected else "source-disconnected",
-                            "info" if connected else "warning",
-                            item.reason,
-                        )
-        except Exception as error:  # noqa: BLE001 - a source bug must not kill the station silently
+                        kind = EventKind.SOURCE_CONNECTED if connected else EventKind.SOURCE_DISCONNECTED
+                        self._event(kind, item.reason)
+        except BaseException as error:  # noqa: BLE001 - a source bug must never leave a station online at 0 fps
             self.stats.add("errors")
             log.exception("frame source failed: %s", error)
-            self._event("source-disconnected", "error", f"source failed: {error}")
+            self._event(EventKind.SOURCE_FAILED, f"source failed: {type(error).__name__}: {error}")
+            self._source_failure = f"{type(error).__name__}: {error}"
         finally:
-            self.source_done.set()
+            if source is self.source:
+                self.source_done.set()
+
+    def _recover_source(self) -> bool:
+        """After a source failure: reopen an endless source within the restart budget; False = give up (exit 1).
+
+        A finite source (a folder read once, a video file) is not reopened: it would start again from
+        its first frame. The station then exits 1 once the frames already queued are inspected.
+        """
+        reason, self._source_failure = self._source_failure, None
+        config = self.settings.source
+        endless = config.kind in ("camera", "synthetic") or (config.kind == "folder" and config.watch)
+        if not endless:
+            log.error("frame source %s failed (%s) and is finite: stopping with exit %d", config.spec, reason, 1)
+            return False
+        now = time.monotonic()
+        window = self.settings.pipeline.restart_window_s
+        while self._source_restarts and now - self._source_restarts[0] > window:
+            self._source_restarts.popleft()
+        if len(self._source_restarts) >= self.settings.pipeline.max_restarts:
+            log.error("frame source failed again (%s): restart budget spent, exiting %d", reason, EXIT_FAILED)
+            self._event(EventKind.SOURCE_FAILED, f"{reason}; restart budget spent, exiting {EXIT_FAILED}")
+            return False
+        self._source_restarts.append(now)
+        self.stats.add("source_restarts")
+        self._open_source()
+        self._source_thread.start()
+        log.warning("frame source %s reopened after: %s", config.spec, reason)
+        self._event(EventKind.SOURCE_RESTARTED, f"reopened after: {reason}")
+        return True
 
     def _start_worker(self, worker: _Worker) -> None:
         worker.thread = threading.Thread(target=self._worker_loop, args=(worker,), name="inference", daemon=True)
@@ -246,32 +286,49 @@ class Station:
                 if self.queue.closed:
                     return
                 continue
-            worker.busy_since = time.monotonic()
+            worker.busy_since, worker.current = time.monotonic(), frame
             try:
                 self._process(worker, frame)
             except Exception as error:  # noqa: BLE001 - one bad frame must not stop the line
                 self.stats.add("errors")
                 log.exception("frame %s failed: %s", frame.frame_id, error)
-                self._event("frame-error", "error", f"inspection failed: {error}", ref=frame.frame_id)
+                self._event(EventKind.FRAME_FAILED, f"inspection failed: {error}", ref=frame.frame_id)
             finally:
-                worker.busy_since = None
+                worker.busy_since, worker.current = None, None
 
     def _process(self, worker: _Worker, frame: Frame) -> None:
-        inspection = worker.inspector.inspect(frame)
+        """Inspect one frame and publish its result: every frame taken off the queue gets exactly one.
+
+        A frame the models cannot judge (an exception, NaN outputs) still gets a result, with verdict
+        ERROR and the reason, so the MES sees why its ``seq`` was used and that the part passed uninspected.
+        """
+        try:
+            inspection = worker.inspector.inspect(frame)
+        except Exception as error:  # noqa: BLE001 - the frame fails, the station goes on
+            self._publish_frame_failure(worker, frame, f"inspection failed: {error}")
+            return
         stages = dict(inspection.seconds)
         started = time.perf_counter()
         with self._publish_lock:
             if worker.abandoned:  # the watchdog gave up on this worker; its successor owns seq
                 return
-            result = self._result_message(inspection)
-            defect_map = None
-            policy = self.settings.mqtt.defect_map
-            if policy == "all" or (policy == "ng" and result.verdict == Verdict.NG):
-                defect_map = render_defect_map(
-                    frame.image, inspection.analysis, self.thresholds, self.settings.postprocess
-                )
+            seq, result_id = self.publisher.next_result_ids()
+            try:
+                result = self._result_message(inspection, seq, result_id)
+                defect_map = None
+                policy = self.settings.mqtt.defect_map
+                if policy == "all" or (policy == "ng" and result.verdict == Verdict.NG):
+                    defect_map = render_defect_map(
+                        frame.image, inspection.analysis, self.thresholds, self.settings.postprocess
+                    )
+            except Exception as error:  # noqa: BLE001 - seq is taken: publish why it carries no verdict
+                reason = f"result could not be built: {error}"
+                self._count_failure(frame, reason)
+                result, defect_map = self._error_result(frame, seq, result_id, reason), None
             self.publisher.publish_result(result, defect_map)
         stages["publish"] = time.perf_counter() - started
+        if result.verdict == Verdict.ERROR:
+            return
         started = time.perf_counter()
         if self.store is not None and inspection.analysis.patch_scores is not None:
             try:
@@ -292,13 +349,47 @@ class Station:
             except StoreError as error:
                 self.stats.add("errors")
                 log.error("uncertain-patch store: %s", error)
-                self._event("store-error", "error", str(error), ref=frame.frame_id)
+                self._event(EventKind.STORE_ERROR, str(error), ref=frame.frame_id)
         stages["log"] = time.perf_counter() - started
         self.stats.frame_done(result.verdict == Verdict.NG, result.latency_ms, stages)
 
-    def _result_message(self, inspection: Inspection) -> ResultMessage:
+    def _count_failure(self, frame: Frame, reason: str) -> None:
+        self.stats.add("errors")
+        self.stats.add("frames_failed")
+        log.error("frame %s not inspected: %s", frame.frame_id, reason)
+        self._event(EventKind.FRAME_FAILED, reason, ref=str(frame.path or frame.frame_id))
+
+    def _publish_frame_failure(self, worker: _Worker, frame: Frame, reason: str) -> None:
+        """Count, log and event a frame that could not be inspected, and publish its ERROR result."""
+        self._count_failure(frame, reason)
+        with self._publish_lock:
+            if worker.abandoned:
+                return
+            seq, result_id = self.publisher.next_result_ids()
+            self.publisher.publish_result(self._error_result(frame, seq, result_id, reason))
+
+    def _error_result(self, frame: Frame, seq: int, result_id: str, reason: str) -> ResultMessage:
+        return ResultMessage(
+            result_id=result_id,
+            seq=seq,
+            session=self.publisher.session,
+            line=self.settings.line_id,
+            station=self.settings.station_id,
+            frame_id=frame.frame_id,
+            source=frame.source,
+            captured_at=frame.captured_at,
+            processed_at=_now(),
+            frame_width_px=frame.width,
+            frame_height_px=frame.height,
+            verdict=Verdict.ERROR,
+            error=reason[:1000],
+            patches=PatchSummary(count=0, max_score=None, flagged=0),
+            latency_ms=max(0.0, 1000.0 * (time.monotonic() - frame.monotonic_s)),
+            models=self.models,
+        )
+
+    def _result_message(self, inspection: Inspection, seq: int, result_id: str) -> ResultMessage:
         frame, analysis = inspection.frame, inspection.analysis
-        seq, result_id = self.publisher.next_result_ids()
         return ResultMessage(
             result_id=result_id,
             seq=seq,
@@ -318,15 +409,16 @@ class Station:
             models=self.models,
         )
 
-    def _event(self, kind: str, severity: str, reason: str, ref: str = "") -> None:
+    def _event(self, kind: EventKind, reason: str, ref: str = "") -> None:
+        """Publish an event with the severity the shared table gives its kind (what docs/mqtt.md lists)."""
         if self.publisher is None:
             return
         event = EventMessage(
             line=self.settings.line_id,
             station=self.settings.station_id,
             time=_now(),
-            kind=kind,
-            severity=severity,
+            kind=kind.value,
+            severity=EVENT_SEVERITY[kind].value,
             source=self.settings.source.name or self.settings.source.kind,
             ref=ref,
             reason=reason,
@@ -353,15 +445,20 @@ class Station:
                 self.settings.pipeline.max_restarts,
                 window,
             )
-            self._event("worker-stuck", "error", f"stuck > {timeout:.0f} s; restart budget spent, exiting")
+            self._event(EventKind.WORKER_STUCK, f"stuck > {timeout:.0f} s; restart budget spent, exiting")
             return False
         self._restarts.append(now)
         with self._publish_lock:
             worker.abandoned = True
+            stuck = worker.current
+            if stuck is not None:  # its seq is taken here, so the abandoned worker can never publish it
+                seq, result_id = self.publisher.next_result_ids()
+                reason = f"inspection stuck for > {timeout:.0f} s; worker restarted"
+                self.publisher.publish_result(self._error_result(stuck, seq, result_id, reason))
         self.stats.add("frames_dropped")  # the frame the stuck worker holds
         self.stats.add("worker_restarts")
         log.error("inference worker stuck for > %.0f s: abandoning it and starting a new one", timeout)
-        self._event("worker-restarted", "error", f"inference stuck for > {timeout:.0f} s; worker restarted")
+        self._event(EventKind.WORKER_RESTARTED, f"inference stuck for > {timeout:.0f} s; worker restarted")
         self.worker = _Worker(self._open_inspector())
         self._start_worker(self.worker)
         return True
@@ -396,6 +493,9 @@ class Station:
         interval = self.settings.mqtt.stats_interval_s
         next_stats = time.monotonic() + interval
         while not self.stop_event.is_set():
+            if self._source_failure is not None and not self._recover_source():
+                self.exit_code = EXIT_FAILED
+                break
             if self.once and self.source_done.is_set() and self._idle():
                 break
             if not self._check_worker():
@@ -434,9 +534,23 @@ class Station:
             self.store.close()
         if self.broker is not None:
             self.broker.close()
+        refused = self.publisher.counters.rejected if self.publisher is not None else 0
+        if self.exit_code == EXIT_OK and self.once and refused:
+            log.error("%d message(s) refused by the broker, kept as dead letters: exit %d", refused, EXIT_REFUSED)
+            return EXIT_REFUSED
         if self.exit_code == EXIT_OK and self.once and not flushed:
             return EXIT_OUTBOX_LEFT
+        if self.exit_code == EXIT_OK and self.once and self.frames_not_inspected:
+            log.warning("%d input(s) could not be inspected: exit %d", self.frames_not_inspected, EXIT_FRAMES_FAILED)
+            return EXIT_FRAMES_FAILED
         return self.exit_code
+
+    @property
+    def frames_not_inspected(self) -> int:
+        """Inputs that got no OK/NG verdict: bad files, ERROR results, frames dropped or skipped."""
+        stats = self.stats
+        skipped = self.queue.skipped if self.queue is not None else 0
+        return stats.frame_errors + stats.frames_failed + stats.frames_dropped + skipped
 
     def run(self) -> int:
         """Start, supervise until stopped, shut down; installs SIGTERM/SIGINT handlers when in the main thread."""

@@ -22,7 +22,9 @@ class RuntimeStats:
         self.frames_ng = 0
         self.frames_dropped = 0  # lost inside the station (stuck worker, shutdown past its drain time)
         self.errors = 0
-        self.frame_errors = 0
+        self.frame_errors = 0  # inputs the source could not turn into a frame (bad file, too large)
+        self.frames_failed = 0  # frames the models could not judge (published with verdict ERROR)
+        self.source_restarts = 0
         self.worker_restarts = 0
         self.uncertain_logged = 0
         self._latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)

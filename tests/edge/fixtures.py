@@ -43,8 +43,17 @@ def reference_logits(task: str, batch: np.ndarray, threshold: float = THRESHOLD,
 
 
 def write_threshold_onnx(
-    path: Path, task: str, patch_px: int, threshold: float = THRESHOLD, gain: float = GAIN
+    path: Path,
+    task: str,
+    patch_px: int,
+    threshold: float = THRESHOLD,
+    gain: float = GAIN,
+    nan_band: tuple[float, float] | None = None,
 ) -> None:
+    """The threshold model as ONNX; ``nan_band=(center, half_width)`` makes the classifier output NaN
+    for patches whose brightest pixel lies within ``half_width`` of ``center`` (a broken model:
+    ``+ 0 * sqrt(|max - center| - half_width)``). A half-width above 1 makes every output NaN.
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -59,15 +68,28 @@ def write_threshold_onnx(
             helper.make_node("GlobalMaxPool", [INPUT_NAME], ["pooled"]),
             helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
             helper.make_node("Sub", ["flat", "threshold"], ["shifted"]),
-            helper.make_node("Mul", ["shifted", "gain"], [OUTPUT_NAME]),
+            helper.make_node("Mul", ["shifted", "gain"], ["scaled" if nan_band else OUTPUT_NAME]),
         ]
+        if nan_band is not None:
+            center, half_width = nan_band
+            extra = {"center": center, "half_width": half_width, "zero": 0.0}
+            initializers = [numpy_helper.from_array(np.full([1, 1], v, np.float32), k) for k, v in extra.items()]
+            nodes += [
+                helper.make_node("Sub", ["flat", "center"], ["off"]),
+                helper.make_node("Abs", ["off"], ["distance"]),
+                helper.make_node("Sub", ["distance", "half_width"], ["margin"]),
+                helper.make_node("Sqrt", ["margin"], ["root"]),  # NaN inside the band
+                helper.make_node("Mul", ["root", "zero"], ["poison"]),
+                helper.make_node("Add", ["scaled", "poison"], [OUTPUT_NAME]),
+            ]
     else:
         y = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [batch, 1, patch_px, patch_px])
         nodes = [
             helper.make_node("Sub", [INPUT_NAME, "threshold"], ["shifted"]),
             helper.make_node("Mul", ["shifted", "gain"], [OUTPUT_NAME]),
         ]
-    graph = helper.make_graph(nodes, f"threshold_{task}", [x], [y], initializer=[t, k])
+    extra_initializers = initializers if task == "classifier" and nan_band is not None else []
+    graph = helper.make_graph(nodes, f"threshold_{task}", [x], [y], initializer=[t, k, *extra_initializers])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pumpinspect-tests")
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -82,12 +104,13 @@ def make_threshold_bundle(
     gain: float = GAIN,
     decision_threshold: float = 0.5,
     pixel_threshold: float = 0.5,
+    nan_band: tuple[float, float] | None = None,
 ) -> Path:
-    """One threshold bundle (``task`` classifier or segmenter) in ``bundle_dir``."""
+    """One threshold bundle (``task`` classifier or segmenter) in ``bundle_dir`` (``nan_band``: see above)."""
     bundle_dir.mkdir(parents=True, exist_ok=True)
     side = geometry.patch_px
     model_path = bundle_dir / MODEL_NAME
-    write_threshold_onnx(model_path, task, side, threshold, gain)
+    write_threshold_onnx(model_path, task, side, threshold, gain, nan_band)
     manifest = BundleManifest(
         task=task,
         name=f"threshold-{task}",

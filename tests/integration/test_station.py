@@ -22,7 +22,7 @@ import pytest
 from edge.backends import create_backend
 from edge.config import EdgeSettings
 from edge.publish.broker import MosquittoBroker, find_mosquitto, free_port
-from edge.runtime.station import EXIT_FAILED, EXIT_OK, Station
+from edge.runtime.station import EXIT_FAILED, EXIT_FRAMES_FAILED, EXIT_OK, Station
 from shared.config import GeometryConfig
 from shared.messages import EventMessage, StationState, Verdict
 from tests.edge.fixtures import make_threshold_bundles
@@ -148,7 +148,7 @@ def test_bad_frames_become_events_and_the_run_continues(broker, tmp_path, bundle
         source={"expected_width_px": FRAME_W, "expected_height_px": FRAME_H},
     )
     station, code = run_station(settings)
-    assert code == EXIT_OK
+    assert code == EXIT_FRAMES_FAILED  # --once: the good frames were inspected, five inputs were not
     assert collector.wait_for(lambda m: len(results(m)) >= 2 and has_state(StationState.STOPPED)(m), 10)
     events = [m.message for m in collector.messages("event") if isinstance(m.message, EventMessage)]
     collector.stop()
@@ -169,6 +169,9 @@ class SlowBackend:
         self.calls += 1
         time.sleep(self.hang_s if self.calls == self.hang_on_call else self.delay_s)
         return self.inner.infer(batch)
+
+    def probe(self) -> None:
+        self.inner.probe()
 
     def warmup(self) -> None:
         self.inner.warmup()
@@ -192,7 +195,7 @@ def test_a_slow_backend_makes_skipped_rise_with_drop_oldest(broker, tmp_path, bu
         return SlowBackend(create_backend("onnxruntime", bundle, config), 0.15 if task == "classifier" else 0.0)
 
     station, code = run_station(settings, backend_factory=slow)
-    assert code == EXIT_OK
+    assert code == EXIT_FRAMES_FAILED  # --once: skipped frames were not inspected
     skipped = station.queue.skipped
     assert skipped > 0
     assert station.stats.frames_done + skipped == len(frames)
@@ -219,15 +222,17 @@ def test_the_watchdog_restarts_a_stuck_worker(broker, tmp_path, bundles):  # noq
         return backend
 
     station, code = run_station(settings, backend_factory=first_hangs)
-    assert code == EXIT_OK
+    assert code == EXIT_FRAMES_FAILED  # --once: the stuck worker's frame was not inspected
     assert station.stats.worker_restarts == 1 and len(made) == 2
     assert station.stats.frames_done == 3 and station.stats.frames_dropped == 1  # the stuck worker's frame
-    assert collector.wait_for(lambda m: any(x.kind == "event" for x in m), 5)
+    assert collector.wait_for(lambda m: any(x.kind == "event" for x in m) and len(results(m)) >= 4, 5)
     kinds = [m.message.kind.value for m in collector.messages("event")]
     collector.stop()
     assert "worker-restarted" in kinds
     seqs = [r.seq for r in results(collector.messages("result"))]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    verdicts = [r.verdict for r in results(collector.messages("result"))]
+    assert verdicts.count(Verdict.ERROR) == 1 and len(verdicts) == 4  # every frame got a result
 
 
 def test_a_worker_stuck_past_the_restart_budget_exits_1(broker, tmp_path, bundles):  # noqa: F811
