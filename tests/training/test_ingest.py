@@ -192,3 +192,63 @@ def test_cli_ingest_dry_run_then_for_real(tmp_path, patchset_128):
     result = runner.invoke(app, ["ingest", str(export), str(patchset_128.root)])
     assert result.exit_code == 0, result.output
     assert len(line_records(load_patchset(patchset_128.root))) == 2
+
+
+def _tar_with_huge_header(source: Path, target: Path, name: str, declared_bytes: int) -> None:
+    """``source``'s members, then a header declaring ``declared_bytes`` for ``name`` and hardly any data."""
+    import gzip
+
+    with tarfile.open(source, "r:gz") as tar:
+        files = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as out:
+        for member_name, data in files:
+            info = tarfile.TarInfo(member_name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+    body = raw.getvalue()[: -2 * tarfile.BLOCKSIZE * 5]  # drop the end-of-archive blocks
+    body = body.rstrip(b"\0")
+    body += b"\0" * (-len(body) % tarfile.BLOCKSIZE)
+    huge = tarfile.TarInfo(name)
+    huge.size = declared_bytes
+    target.write_bytes(gzip.compress(body + huge.tobuf() + b"\0" * 4096))
+
+
+def test_ingest_refuses_oversized_and_unlisted_members_on_their_headers(tmp_path, patchset_128):
+    store = _store_with_frames(tmp_path, 1)
+    good = tmp_path / "good.tar.gz"
+    store.export(good)
+    before = (patchset_128.root / "patches.csv").read_text()
+
+    bomb = tmp_path / "bomb.tar.gz"  # 3 GiB declared, a few kB on disk: refused before any byte is unpacked
+    _tar_with_huge_header(good, bomb, "patches/99999999.png", 3 * 2**30)
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(IngestError, match=r"patches/99999999\.png' is 3,221,225,472 bytes, over --max-member-mb"):
+        ingest_export(bomb, patchset_128.root)
+
+    unlisted = tmp_path / "unlisted.tar.gz"
+    _rewrite_tar(good, unlisted, lambda f: {**f, "patches/77777777.png": b"\x89PNG" + bytes(100)})
+    with pytest.raises(IngestError, match=r"'patches/77777777\.png' is not listed in manifest\.json"):
+        ingest_export(unlisted, patchset_128.root)
+
+    def grow(files):
+        name = next(k for k in files if k.startswith("patches/"))
+        files[name] = files[name] + b"extra"
+        return files
+
+    resized = tmp_path / "resized.tar.gz"
+    _rewrite_tar(good, resized, grow)
+    with pytest.raises(IngestError, match=r"bytes but manifest\.json lists"):
+        ingest_export(resized, patchset_128.root)
+
+    from training.data.ingest import IngestLimits
+
+    with pytest.raises(IngestError, match="over --max-member-mb"):
+        ingest_export(good, patchset_128.root, limits=IngestLimits(member_bytes=100))
+    with pytest.raises(IngestError, match="more than --max-total-mb"):
+        ingest_export(good, patchset_128.root, limits=IngestLimits(total_bytes=2000))
+    assert (patchset_128.root / "patches.csv").read_text() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ingest-")]  # no temp folders left
+
+    result = CliRunner().invoke(app, ["ingest", str(good), str(patchset_128.root), "--max-member-mb", "0.0001"])
+    assert result.exit_code != 0 and "over --max-member-mb" in str(result.exception or result.output)

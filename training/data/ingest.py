@@ -60,6 +60,7 @@ from training.outputs import OutputExistsError, atomic_output_dir, provenance, s
 LINE_LABEL = "unlabelled"
 LINE_SPLIT = "pool"
 LINE_META_NAME = "line_patches.csv"
+MB = 1_000_000
 _MEMBER = re.compile(rf"^{PATCH_FOLDER}/[A-Za-z0-9._-]+\.png$")
 _SYNTHETIC_ORIGINS = {PatchOrigin.PASTED.value, PatchOrigin.GAN.value, PatchOrigin.SEMGAN.value}
 
@@ -91,45 +92,28 @@ class LinePatchRecord:
     ingested_at: str
 
 
-def _extract(export: Path, work: Path) -> None:
-    """Copy the export's expected members into ``work``; refuse anything else that could escape it."""
-    try:
-        with tarfile.open(export, "r:gz") as tar:
-            for member in tar:
-                name = member.name
-                if name not in (MANIFEST_JSON, MANIFEST_CSV) and not _MEMBER.match(name):
-                    raise IngestError(
-                        f"{export}: unexpected member {name!r}; expected {MANIFEST_JSON}, {MANIFEST_CSV} "
-                        f"and {PATCH_FOLDER}/<name>.png only"
-                    )
-                if not member.isfile():
-                    raise IngestError(f"{export}: member {name!r} is not a regular file")
-                source = tar.extractfile(member)
-                target = work / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with source, open(target, "wb") as handle:
-                    shutil.copyfileobj(source, handle)
-    except (tarfile.TarError, EOFError, OSError) as error:
-        if isinstance(error, FileNotFoundError) and not export.exists():
-            raise FileNotFoundError(f"{export}: export not found") from None
-        raise IngestError(
-            f"{export}: not a readable tar.gz ({error}); expected an export from `pump-edge export-uncertain`"
-        ) from None
+@dataclass(frozen=True)
+class IngestLimits:
+    """Size bounds checked on each member's tar header, before a byte of it is written.
+
+    An export is untrusted input (it crossed from a line PC): without bounds a small archive could
+    unpack gigabytes. Crops are listed in ``manifest.json`` with their sizes, which must match.
+    """
+
+    member_bytes: int = 16 * MB  # one crop: a 256 px 8-bit PNG is < 100 kB
+    total_bytes: int = 8192 * MB  # 4x the edge store's default disk quota (2048 MB)
+    manifest_bytes: int = 256 * MB  # manifest.json / manifest.csv: ~1 kB per row, 100,000 rows by default
+
+    def __post_init__(self) -> None:
+        for name in ("member_bytes", "total_bytes", "manifest_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ingest limit {name} must be positive, got {getattr(self, name)}")
 
 
-def read_export(export: Path, work: Path) -> ExportManifest:
-    """Unpack ``export`` into ``work`` and return its manifest once every crop matches its sha256."""
-    export = Path(export)
-    if not export.is_file():
-        raise FileNotFoundError(f"{export}: export not found")
-    _extract(export, work)
-    manifest_path = work / MANIFEST_JSON
-    if not manifest_path.is_file():
-        raise IngestError(
-            f"{export}: no {MANIFEST_JSON} in the archive; expected an export from `pump-edge export-uncertain`"
-        )
+def _parse_manifest(export: Path, path: Path) -> ExportManifest:
+    """The export's ``manifest.json``, validated; errors name the export and the field."""
     try:
-        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise IngestError(f"{export}: {MANIFEST_JSON} is not valid JSON ({error})") from None
     if not isinstance(raw, dict) or raw.get("format") != EXPORT_FORMAT:
@@ -145,6 +129,90 @@ def read_export(export: Path, work: Path) -> ExportManifest:
     if manifest.count != len(manifest.patches):
         raise IngestError(
             f"{export}: {MANIFEST_JSON} says count={manifest.count} but lists {len(manifest.patches)} patches"
+        )
+    return manifest
+
+
+def _check_member(export: Path, member: tarfile.TarInfo, listed: dict[str, int] | None, limits: IngestLimits) -> None:
+    """Refuse a member by its header alone: wrong name or type, too large, unlisted, or not the listed size."""
+    name = member.name
+    if name not in (MANIFEST_JSON, MANIFEST_CSV) and not _MEMBER.match(name):
+        raise IngestError(
+            f"{export}: unexpected member {name!r}; expected {MANIFEST_JSON}, {MANIFEST_CSV} "
+            f"and {PATCH_FOLDER}/<name>.png only"
+        )
+    if not member.isfile():
+        raise IngestError(f"{export}: member {name!r} is not a regular file")
+    is_manifest = name in (MANIFEST_JSON, MANIFEST_CSV)
+    limit, setting = (
+        (limits.manifest_bytes, "the manifest limit") if is_manifest else (limits.member_bytes, "--max-member-mb")
+    )
+    if member.size > limit:
+        raise IngestError(f"{export}: member {name!r} is {member.size:,} bytes, over {setting} ({limit:,} bytes)")
+    if name == MANIFEST_JSON:
+        return
+    if listed is None:
+        raise IngestError(
+            f"{export}: no {MANIFEST_JSON} before member {name!r}; an export from `pump-edge export-uncertain` "
+            f"starts with it"
+        )
+    if not is_manifest:
+        if name not in listed:
+            raise IngestError(f"{export}: member {name!r} is not listed in {MANIFEST_JSON} (refused, not unpacked)")
+        if member.size != listed[name]:
+            raise IngestError(
+                f"{export}: member {name!r} is {member.size:,} bytes but {MANIFEST_JSON} lists {listed[name]:,}"
+            )
+
+
+def _extract(export: Path, work: Path, limits: IngestLimits) -> ExportManifest | None:
+    """Copy the export's expected members into ``work``; returns its manifest (None if it has none).
+
+    Every member is checked on its header before extraction (:func:`_check_member`): nothing
+    that could escape ``work``, exceed the limits, or is not listed in the manifest is ever written.
+    """
+    manifest: ExportManifest | None = None
+    listed: dict[str, int] | None = None
+    seen: set[str] = set()
+    total = 0
+    try:
+        with tarfile.open(export, "r:gz") as tar:
+            for member in tar:
+                _check_member(export, member, listed, limits)
+                if member.name in seen:
+                    raise IngestError(f"{export}: member {member.name!r} appears twice")
+                seen.add(member.name)
+                total += member.size
+                if total > limits.total_bytes:
+                    raise IngestError(
+                        f"{export}: members add up to more than --max-total-mb ({limits.total_bytes:,} bytes)"
+                    )
+                source = tar.extractfile(member)
+                target = work / member.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with source, open(target, "wb") as handle:
+                    shutil.copyfileobj(source, handle)
+                if member.name == MANIFEST_JSON:
+                    manifest = _parse_manifest(export, target)
+                    listed = {patch.file: patch.size_bytes for patch in manifest.patches}
+    except (tarfile.TarError, EOFError, OSError) as error:
+        if isinstance(error, FileNotFoundError) and not export.exists():
+            raise FileNotFoundError(f"{export}: export not found") from None
+        raise IngestError(
+            f"{export}: not a readable tar.gz ({error}); expected an export from `pump-edge export-uncertain`"
+        ) from None
+    return manifest
+
+
+def read_export(export: Path, work: Path, limits: IngestLimits | None = None) -> ExportManifest:
+    """Unpack ``export`` into ``work`` (within ``limits``) and return its manifest once every crop matches."""
+    export = Path(export)
+    if not export.is_file():
+        raise FileNotFoundError(f"{export}: export not found")
+    manifest = _extract(export, work, limits or IngestLimits())
+    if manifest is None:
+        raise IngestError(
+            f"{export}: no {MANIFEST_JSON} in the archive; expected an export from `pump-edge export-uncertain`"
         )
     for patch in manifest.patches:
         path = work / patch.file
@@ -204,6 +272,7 @@ def ingest_export(
     out: Path | None = None,
     overwrite: bool = False,
     dry_run: bool = False,
+    limits: IngestLimits | None = None,
 ) -> dict:
     """Add the crops of an uncertain-patch export to a patch set as ``origin=line`` rows.
 
@@ -214,6 +283,7 @@ def ingest_export(
             (atomically: the new folder replaces the old one only once complete).
         overwrite: replace an existing ``out``.
         dry_run: verify the export and report what would be added; write nothing.
+        limits: size bounds on the archive's members (default :class:`IngestLimits`).
 
     Returns the report: patches in the export, added, duplicates (already in the patch set or
     repeated in the export), colour conversions, output folder.
@@ -242,7 +312,7 @@ def ingest_export(
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".ingest-", dir=target.parent) as work_name:
         work = Path(work_name)
-        manifest = read_export(export, work)
+        manifest = read_export(export, work, limits)
         new_records: list[PatchRecord] = []
         new_line_rows: list[LinePatchRecord] = []
         pixels: list[tuple[str, np.ndarray]] = []
