@@ -29,12 +29,12 @@ _UINT8_TO_UNIT = np.arange(256, dtype=np.float32) / np.float32(255.0)
 class RoiConfig(BaseModel):
     """A fixed ROI box in frame pixels, for parts that do not sit at the frame's centre."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    x: int = Field(ge=0, description="Left edge of the ROI in frame px.")
-    y: int = Field(ge=0, description="Top edge of the ROI in frame px.")
-    width: int = Field(gt=0, description="ROI width in frame px (clipped to the frame).")
-    height: int = Field(gt=0, description="ROI height in frame px (clipped to the frame).")
+    x: int = Field(ge=0, le=65535, description="Left edge of the ROI in frame px.")
+    y: int = Field(ge=0, le=65535, description="Top edge of the ROI in frame px.")
+    width: int = Field(gt=0, le=65535, description="ROI width in frame px (clipped to the frame).")
+    height: int = Field(gt=0, le=65535, description="ROI height in frame px (clipped to the frame).")
 
 
 @dataclass(frozen=True, eq=False)

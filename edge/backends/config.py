@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shared.config import ConfigBool, NonEmptyPath
+
 
 class BackendKind(str, Enum):
     """Which backend runs the models; ``auto`` prefers TensorRT, then ONNX Runtime (CUDA, then CPU)."""
@@ -28,33 +30,35 @@ class Precision(str, Enum):
 class BackendConfig(BaseModel):
     """Backend choice and sizing; the same config serves the classifier and the segmenter."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: BackendKind = Field(BackendKind.AUTO, description="auto | tensorrt | onnxruntime.")
     precision: Precision = Field(
         Precision.FP16, description="TensorRT precision: fp16 (default), int8 (needs calibration_dir) or fp32."
     )
-    engine_cache_dir: Path = Field(
+    engine_cache_dir: NonEmptyPath = Field(
         Path("engines"),
         description="TensorRT engines built on this device (keyed by bundle, GPU, TensorRT, precision).",
     )
     workspace_mb: int = Field(
-        1024, gt=0, description="TensorRT builder workspace cap in MiB (Jetson memory is shared)."
+        1024, gt=0, le=65536, description="TensorRT builder workspace cap in MiB (Jetson memory is shared)."
     )
     max_batch: int = Field(
         128, ge=1, le=4096, description="Largest batch per call; bigger batches are split (TensorRT profile max)."
     )
-    opt_batch: int = Field(64, ge=1, description="The batch TensorRT tunes kernels for: tiles per frame (64).")
-    device_id: int = Field(0, ge=0, description="CUDA device ordinal.")
-    ort_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: one per physical core).")
+    opt_batch: int = Field(64, ge=1, le=4096, description="The batch TensorRT tunes kernels for: tiles per frame (64).")
+    device_id: int = Field(0, ge=0, le=63, description="CUDA device ordinal.")
+    ort_threads: int = Field(0, ge=0, le=256, description="ONNX Runtime intra-op threads (0: one per physical core).")
     ort_provider: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="ONNX Runtime provider: auto = CUDA when available and a GPU is present, else CPU."
     )
-    calibration_dir: Path | None = Field(
+    calibration_dir: NonEmptyPath | None = Field(
         None, description="int8: folder of patch PNGs (a patch set's images/) to calibrate with."
     )
-    calibration_max_patches: int = Field(1024, ge=1, description="int8: most patches read for calibration.")
-    fallback_to_ort: bool = Field(
+    calibration_max_patches: int = Field(
+        1024, ge=1, le=1_000_000, description="int8: most patches read for calibration."
+    )
+    fallback_to_ort: ConfigBool = Field(
         True, description="kind=auto: run ONNX Runtime when TensorRT cannot load or build (the failure is logged)."
     )
 

@@ -12,7 +12,7 @@ VerdictRule = Literal["either", "segmenter", "classifier", "both"]
 class PostprocessConfig(BaseModel):
     """Verdict rule, defect filtering, the cascade, threshold overrides and the defect-map picture."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     verdict_rule: VerdictRule = Field(
         "either",
@@ -21,9 +21,14 @@ class PostprocessConfig(BaseModel):
         "both = a flagged patch and a defect region. A rule naming a model that is not loaded uses the other.",
     )
     min_defect_area_px: int = Field(
-        16, ge=1, description="Smallest defect region (frame px) that counts; smaller ones are counted as noise."
+        16,
+        ge=1,
+        le=100_000_000,
+        description="Smallest defect region (frame px) that counts; smaller ones are counted as noise.",
     )
-    max_defects: int = Field(50, ge=1, description="Most defect regions reported per frame (highest scores first).")
+    max_defects: int = Field(
+        50, ge=1, le=10_000, description="Most defect regions reported per frame (highest scores first)."
+    )
     cascade_threshold: float | None = Field(
         None,
         ge=0,
@@ -43,5 +48,5 @@ class PostprocessConfig(BaseModel):
         "for machines; small); overlay = the frame with defects tinted and boxed (for people; larger).",
     )
     defect_map_max_px: int = Field(
-        1024, ge=64, description="Longest side of the defect-map PNG (keeps MQTT payloads small)."
+        1024, ge=64, le=16384, description="Longest side of the defect-map PNG (keeps MQTT payloads small)."
     )

@@ -7,15 +7,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shared.config import ConfigBool, NonEmptyPath
+
 
 class BundlesConfig(BaseModel):
     """The model bundles a station runs (exported by ``pump-train export``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    classifier: Path | None = Field(None, description="Classifier bundle folder (per-patch defect probability).")
-    segmenter: Path | None = Field(None, description="Segmenter bundle folder (per-patch defect mask).")
-    follow_bundle_geometry: bool = Field(
+    classifier: NonEmptyPath | None = Field(
+        None, description="Classifier bundle folder (per-patch defect probability)."
+    )
+    segmenter: NonEmptyPath | None = Field(None, description="Segmenter bundle folder (per-patch defect mask).")
+    follow_bundle_geometry: ConfigBool = Field(
         False,
         description="Use the geometry the bundles were trained with instead of refusing bundles whose geometry "
         "differs from [geometry].",
@@ -28,28 +32,30 @@ Backpressure = Literal["auto", "drop-oldest", "block"]
 class PipelineConfig(BaseModel):
     """Queues, backpressure, cascade and the watchdog."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    queue_size: int = Field(2, ge=1, description="Frames waiting between the source and inference.")
+    queue_size: int = Field(2, ge=1, le=64, description="Frames waiting between the source and inference.")
     backpressure: Backpressure = Field(
         "auto",
         description="When the queue is full: drop-oldest (count it as skipped; a line never waits for the "
         "station), block (the source waits; nothing is lost). auto = drop-oldest for live sources (camera, "
         "watched folder), block for finite ones (folder, video).",
     )
-    cascade: bool = Field(
+    cascade: ConfigBool = Field(
         False, description="Run the segmenter only on patches the classifier flags (for slower devices)."
     )
-    log_uncertain: bool = Field(True, description="Save uncertain patches to the store (needs a classifier).")
+    log_uncertain: ConfigBool = Field(True, description="Save uncertain patches to the store (needs a classifier).")
     watchdog_timeout_s: float = Field(
-        30.0, gt=0, description="A frame in inference for longer than this counts as a stuck worker."
+        30.0, gt=0, le=3600, description="A frame in inference for longer than this counts as a stuck worker."
     )
-    max_restarts: int = Field(5, ge=0, description="Worker restarts allowed within restart_window_s; then exit 1.")
-    restart_window_s: float = Field(60.0, gt=0, description="Window of the restart budget.")
+    max_restarts: int = Field(
+        5, ge=0, le=1000, description="Worker restarts allowed within restart_window_s; then exit 1."
+    )
+    restart_window_s: float = Field(60.0, gt=0, le=86400, description="Window of the restart budget.")
     drain_timeout_s: float = Field(
-        20.0, gt=0, description="On SIGTERM/--once: how long to wait for queued frames and the outbox."
+        20.0, gt=0, le=3600, description="On SIGTERM/--once: how long to wait for queued frames and the outbox."
     )
-    warmup: bool = Field(True, description="Run one batch through each backend before the first frame.")
+    warmup: ConfigBool = Field(True, description="Run one batch through each backend before the first frame.")
 
     @model_validator(mode="after")
     def _budget(self) -> PipelineConfig:

@@ -62,23 +62,30 @@ class PasteLocation(str, Enum):
 class PasteOptions(BaseModel):
     """How defects are pasted."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    per_defect: int = Field(4, gt=0, description="Pasted patches made from each real defect patch (thesis: ~4).")
+    per_defect: int = Field(
+        4, gt=0, le=1000, description="Pasted patches made from each real defect patch (thesis: ~4)."
+    )
     location: PasteLocation = Field(PasteLocation.AUTO, description="fixed, free, or auto (from the dataset).")
     location_tolerance_px: int = Field(
-        24, ge=0, description="fixed: largest shift searched to align the destination tile, in frame pixels."
+        24, ge=0, le=4096, description="fixed: largest shift searched to align the destination tile, in frame pixels."
     )
     min_alignment: float = Field(
         0.5, ge=-1, le=1, description="fixed: least normalised cross-correlation of destination and source."
     )
     brightness_tolerance: float = Field(
-        10.0, gt=0, description="Largest difference of patch mean intensity (grey levels) source vs destination."
+        10.0,
+        gt=0,
+        le=255,
+        description="Largest difference of patch mean intensity (grey levels) source vs destination.",
     )
-    dilate_px: int = Field(3, ge=0, description="Growth of the defect mask before copying, in patch pixels.")
-    feather_px: float = Field(1.5, ge=0, description="alpha blend: Gaussian sigma of the border feathering.")
+    dilate_px: int = Field(3, ge=0, le=256, description="Growth of the defect mask before copying, in patch pixels.")
+    feather_px: float = Field(1.5, ge=0, le=256, description="alpha blend: Gaussian sigma of the border feathering.")
     blend: BlendMode = Field(BlendMode.ALPHA, description="alpha (feathered) or seamless (cv2.seamlessClone).")
-    candidates_per_defect: int = Field(60, gt=0, description="Destinations tried per defect before giving up on it.")
+    candidates_per_defect: int = Field(
+        60, gt=0, le=100_000, description="Destinations tried per defect before giving up on it."
+    )
 
 
 @dataclass

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from shared.config import GeometryConfig
+from shared.config import ConfigBool, GeometryConfig, SeedInt
 from shared.patching import extract_mask_patches, extract_patches
 from shared.tiling import Roi, TileBox, center_roi, grid_tiles, random_tiles
 from training.data.dataset import Dataset, ImageRecord
@@ -44,10 +44,10 @@ class PatchMode(str, Enum):
 class PatchOptions(BaseModel):
     """How patches are sampled and split."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     mode: PatchMode = Field(PatchMode.RANDOM, description="random tiles (thesis) or the edge's full-coverage grid.")
-    patches_per_image: int = Field(64, gt=0, description="random mode: tiles drawn per image (thesis: 64).")
+    patches_per_image: int = Field(64, gt=0, le=100_000, description="random mode: tiles drawn per image (thesis: 64).")
     min_valid_fraction: float = Field(
         0.25, gt=0, le=1, description="Skip tiles with a smaller share of real (unpadded) pixels."
     )
@@ -57,9 +57,9 @@ class PatchOptions(BaseModel):
     val_fraction: float = Field(
         0.2, ge=0, lt=1, description="Share of the non-test groups for validation (thesis: 0.2)."
     )
-    use_declared_split: bool = Field(True, description="Keep a train/test split the source declared (MVTec).")
-    split_seed: int | None = Field(None, description="Seed of the test split (default: the command's seed).")
-    val_seed: int | None = Field(None, description="Seed of the validation split (default: the command's seed).")
+    use_declared_split: ConfigBool = Field(True, description="Keep a train/test split the source declared (MVTec).")
+    split_seed: SeedInt | None = Field(None, description="Seed of the test split (default: the command's seed).")
+    val_seed: SeedInt | None = Field(None, description="Seed of the validation split (default: the command's seed).")
 
 
 def image_rng(seed: int, image_id: str) -> np.random.Generator:

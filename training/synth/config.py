@@ -14,7 +14,7 @@ DEFECT_KINDS = ("scratch", "pit", "chip", "contamination")
 class DefectKindWeights(BaseModel):
     """Relative frequency of each defect kind (normalised when sampling, need not sum to 1)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     scratch: float = Field(0.25, ge=0.0, le=1000.0, description="Weight of thin straight/curved scratches.")
     pit: float = Field(0.25, ge=0.0, le=1000.0, description="Weight of pits/dents (dark ellipse, light rim).")
@@ -33,7 +33,7 @@ class DefectKindWeights(BaseModel):
 class SynthConfig(BaseModel):
     """How synthetic frames are rendered: frame size, pose/lighting jitter, noise and defects."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     width_px: int = Field(3200, ge=64, le=16384, description="Frame width in pixels (thesis camera: 3200).")
     height_px: int = Field(2224, ge=64, le=16384, description="Frame height in pixels (thesis camera: 2224).")

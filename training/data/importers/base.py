@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from shared.config import ConfigBool
 from shared.masks import MASK_DEFECT
 from shared.pixels import ColorPolicy, DepthPolicy, normalize_pixels, to_gray, to_uint8
 from training.data.dataset import (
@@ -35,14 +36,16 @@ from training.outputs import atomic_output_dir, provenance, write_json_atomic
 class ImportOptions(BaseModel):
     """How source pixels and masks are turned into the dataset format."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     color: ColorPolicy = Field(ColorPolicy.GRAY, description="Color inputs: convert to gray or keep BGR.")
     depth: DepthPolicy = Field(DepthPolicy.SCALE16, description="How 16-bit inputs become 8-bit.")
     mask_threshold: int = Field(
         127, ge=0, le=254, description="Mask pixels above this grey level are defect (binarisation)."
     )
-    skip_bad: bool = Field(False, description="Skip unreadable/mismatched files and report them instead of failing.")
+    skip_bad: ConfigBool = Field(
+        False, description="Skip unreadable/mismatched files and report them instead of failing."
+    )
     group_regex: str | None = Field(
         None,
         description="folder importer: regex whose first group, matched on the file stem, names the image's group.",
