@@ -22,6 +22,7 @@ from shared.messages import (
     PatchSummary,
     ResultMessage,
     StationState,
+    StatsMessage,
     StatusMessage,
     alert_from_result,
     alert_topic,
@@ -139,8 +140,33 @@ def test_payloads_refuse_naive_times_bad_scores_and_bad_ids():
         StatusMessage.model_validate({**_status(), "state": "rebooting"})
 
 
-def test_station_states_are_the_five_the_mes_knows():
-    assert [s.value for s in StationState] == ["starting", "building-engine", "online", "stopped", "offline"]
+def test_station_states_are_the_six_the_mes_knows():
+    states = ["starting", "building-engine", "online", "degraded", "stopped", "offline"]
+    assert [s.value for s in StationState] == states
+
+
+def test_a_status_may_carry_problems_and_a_lease_and_old_payloads_stay_valid():
+    old = parse_message("status", json.dumps(_status() | {"timestamp": NOW.isoformat()}))
+    assert (old.problems, old.heartbeat_at, old.valid_until) == ([], None, None)
+    degraded = StatusMessage(
+        **_status() | {"state": "degraded"},
+        problems=["the broker refuses messages to p/l/s/result (Not authorized)"],
+        heartbeat_at=NOW,
+        valid_until=NOW.replace(minute=16),
+    )
+    payload = json.loads(degraded.model_dump_json())
+    assert payload["state"] == "degraded" and payload["valid_until"] == "2025-03-04T09:16:02Z"
+    assert parse_message("status", degraded.model_dump_json()) == degraded
+    with pytest.raises(ValidationError, match="timezone"):
+        StatusMessage(**_status(), valid_until=datetime(2025, 1, 1))
+
+
+def test_stats_count_refused_messages_and_dead_letters_defaulting_to_zero():
+    base = dict(line="l", station="s", timestamp=NOW, uptime_s=1, fps=0, latency_p50_ms=None, latency_p99_ms=None)
+    stats = StatsMessage(**base)
+    assert (stats.outbox_refused, stats.dead_letters, stats.dead_letters_evicted) == (0, 0, 0)
+    with pytest.raises(ValidationError):
+        StatsMessage(**base, dead_letters=-1)
 
 
 def test_an_alert_is_the_small_subset_of_its_result():
@@ -172,7 +198,14 @@ def test_events_carry_kind_severity_and_optional_context():
         "store-error",
         "engine-building",
         "engine-ready",
+        "frame-failed",
+        "source-failed",
+        "source-restarted",
+        "publish-refused",
+        "publish-accepted",
+        "doctor-probe",
     ]
+    assert EVENT_SEVERITY[EventKind.PUBLISH_REFUSED] == EventSeverity.ERROR
     assert [s.value for s in EventSeverity] == ["info", "warning", "error"]
     assert set(EVENT_SEVERITY) == set(EventKind)
     good = payload | {"kind": "worker-restarted", "source": "worker", "attempt": 2, "retry_in_s": 0.5}
