@@ -23,10 +23,10 @@ from training.cli import app
 from training.data.arrays import load_arrays
 from training.data.dataset import Dataset
 from training.data.ingest import LINE_LABEL, LINE_META_NAME, LINE_SPLIT, IngestError, ingest_export, line_records
+from training.data.library import split_records
 from training.data.patches import PatchMode, PatchOptions, make_patches
 from training.data.patchset import PatchSet, load_patchset
 from training.data.table import ManifestError
-from training.experiments.data import split_records
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=timezone.utc)
 GEOMETRY_128 = GeometryConfig(crop_px=256, tile_px=256, patch_px=128)
@@ -250,5 +250,5 @@ def test_ingest_refuses_oversized_and_unlisted_members_on_their_headers(tmp_path
     assert (patchset_128.root / "patches.csv").read_text() == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ingest-")]  # no temp folders left
 
-    result = CliRunner().invoke(app, ["ingest", str(good), str(patchset_128.root), "--max-member-mb", "0.0001"])
+    result = CliRunner().invoke(app, ["ingest", str(good), str(patchset_128.root), "--max-member-mb", "0.001"])
     assert result.exit_code != 0 and "over --max-member-mb" in str(result.exception or result.output)

@@ -110,10 +110,10 @@ class IngestLimits:
                 raise ValueError(f"ingest limit {name} must be positive, got {getattr(self, name)}")
 
 
-def _parse_manifest(export: Path, path: Path) -> ExportManifest:
+def _parse_manifest(export: Path, data: bytes) -> ExportManifest:
     """The export's ``manifest.json``, validated; errors name the export and the field."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise IngestError(f"{export}: {MANIFEST_JSON} is not valid JSON ({error})") from None
     if not isinstance(raw, dict) or raw.get("format") != EXPORT_FORMAT:
@@ -133,8 +133,8 @@ def _parse_manifest(export: Path, path: Path) -> ExportManifest:
     return manifest
 
 
-def _check_member(export: Path, member: tarfile.TarInfo, listed: dict[str, int] | None, limits: IngestLimits) -> None:
-    """Refuse a member by its header alone: wrong name or type, too large, unlisted, or not the listed size."""
+def _check_member(export: Path, member: tarfile.TarInfo, limits: IngestLimits) -> None:
+    """Refuse a member by its header alone: a name or type that could escape, or too large."""
     name = member.name
     if name not in (MANIFEST_JSON, MANIFEST_CSV) and not _MEMBER.match(name):
         raise IngestError(
@@ -149,52 +149,53 @@ def _check_member(export: Path, member: tarfile.TarInfo, listed: dict[str, int] 
     )
     if member.size > limit:
         raise IngestError(f"{export}: member {name!r} is {member.size:,} bytes, over {setting} ({limit:,} bytes)")
-    if name == MANIFEST_JSON:
-        return
-    if listed is None:
-        raise IngestError(
-            f"{export}: no {MANIFEST_JSON} before member {name!r}; an export from `pump-edge export-uncertain` "
-            f"starts with it"
-        )
-    if not is_manifest:
+
+
+def _plan_extraction(export: Path, tar: tarfile.TarFile, limits: IngestLimits) -> ExportManifest | None:
+    """Pass 1, headers only: every member allowed, within the limits and listed in the manifest at its size.
+
+    The manifest is written last by the edge (it is complete only then), so it is read here, in
+    memory and bounded, before anything is unpacked.
+    """
+    members: dict[str, tarfile.TarInfo] = {}
+    total = 0
+    for member in tar:
+        _check_member(export, member, limits)
+        if member.name in members:
+            raise IngestError(f"{export}: member {member.name!r} appears twice")
+        members[member.name] = member
+        total += member.size
+        if total > limits.total_bytes:
+            raise IngestError(f"{export}: members add up to more than --max-total-mb ({limits.total_bytes:,} bytes)")
+    if MANIFEST_JSON not in members:
+        return None
+    with tar.extractfile(members[MANIFEST_JSON]) as handle:
+        manifest = _parse_manifest(export, handle.read())
+    listed = {patch.file: patch.size_bytes for patch in manifest.patches}
+    for name, member in members.items():
+        if name in (MANIFEST_JSON, MANIFEST_CSV):
+            continue
         if name not in listed:
             raise IngestError(f"{export}: member {name!r} is not listed in {MANIFEST_JSON} (refused, not unpacked)")
         if member.size != listed[name]:
             raise IngestError(
                 f"{export}: member {name!r} is {member.size:,} bytes but {MANIFEST_JSON} lists {listed[name]:,}"
             )
+    return manifest
 
 
 def _extract(export: Path, work: Path, limits: IngestLimits) -> ExportManifest | None:
-    """Copy the export's expected members into ``work``; returns its manifest (None if it has none).
-
-    Every member is checked on its header before extraction (:func:`_check_member`): nothing
-    that could escape ``work``, exceed the limits, or is not listed in the manifest is ever written.
-    """
-    manifest: ExportManifest | None = None
-    listed: dict[str, int] | None = None
-    seen: set[str] = set()
-    total = 0
+    """Copy the export's members into ``work`` once all passed :func:`_plan_extraction`; its manifest or None."""
     try:
         with tarfile.open(export, "r:gz") as tar:
-            for member in tar:
-                _check_member(export, member, listed, limits)
-                if member.name in seen:
-                    raise IngestError(f"{export}: member {member.name!r} appears twice")
-                seen.add(member.name)
-                total += member.size
-                if total > limits.total_bytes:
-                    raise IngestError(
-                        f"{export}: members add up to more than --max-total-mb ({limits.total_bytes:,} bytes)"
-                    )
-                source = tar.extractfile(member)
+            manifest = _plan_extraction(export, tar, limits)
+            if manifest is None:
+                return None
+            for member in tar.getmembers():  # pass 2: only what pass 1 accepted
                 target = work / member.name
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with source, open(target, "wb") as handle:
+                with tar.extractfile(member) as source, open(target, "wb") as handle:
                     shutil.copyfileobj(source, handle)
-                if member.name == MANIFEST_JSON:
-                    manifest = _parse_manifest(export, target)
-                    listed = {patch.file: patch.size_bytes for patch in manifest.patches}
     except (tarfile.TarError, EOFError, OSError) as error:
         if isinstance(error, FileNotFoundError) and not export.exists():
             raise FileNotFoundError(f"{export}: export not found") from None
