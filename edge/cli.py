@@ -279,6 +279,49 @@ def export_uncertain(
     out_console.print(f"exported {count} patches to {out}", markup=False, highlight=False)
 
 
+@app.command()
+def outbox(
+    dead_letters: bool = typer.Option(False, "--dead-letters", help="List the messages the broker refused."),
+    requeue: bool = typer.Option(
+        False, "--requeue", help="Move every dead letter back to the outbox (once the broker's ACL is fixed)."
+    ),
+    purge: bool = typer.Option(False, "--purge", help="Delete every dead letter (station stopped)."),
+    limit: int = typer.Option(50, "--limit", min=1, help="Dead letters to list at most."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report (and dead letters) as JSON."),
+    config_file: Path | None = ConfigOpt,
+    data_dir: Path | None = DataDirOpt,
+) -> None:
+    """Show the station's outbox: messages waiting for the broker, dead letters (refused by it), counters.
+
+    --requeue works while the station runs (it asks the station, which replays them after its
+    backlog) or stopped (they go out at its next start). Exit 2 when there is no outbox file.
+    """
+    from edge.publish import dead_letters as letters
+    from edge.publish.outbox import OutboxBusy
+
+    settings = _station_settings(config_file, data_dir=data_dir)
+    path = settings.mqtt.resolved_outbox_path(Path(settings.data_dir))
+    try:
+        if requeue:
+            moved, message = letters.requeue(path)
+            out_console.print(message, markup=False, highlight=False)
+            raise typer.Exit(0 if moved is not None else 1)
+        if purge:
+            out_console.print(f"{letters.purge(path)} dead letter(s) deleted", markup=False, highlight=False)
+            return
+        info = letters.report(path)
+        listed = letters.list_dead_letters(path, limit) if dead_letters else []
+        if as_json:
+            out_console.print_json(json.dumps(letters.as_json(info, listed if dead_letters else None)))
+            return
+        out_console.print(letters.report_table(info))
+        if dead_letters:
+            out_console.print(letters.dead_letter_table(listed, info.dead_letters))
+    except (FileNotFoundError, OutboxBusy) as error:
+        console.print(f"error: {error}", style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 def _frame_size(text: str) -> tuple[int, int]:
     width, sep, height = text.lower().partition("x")
     if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:

@@ -6,7 +6,9 @@ a usable one is cached), and it connects to the broker with its own client id (`
 so a running station is never kicked off. Any ``fail`` means the station would not start (or
 not work); ``warn`` means it would start, but something needs a look - an unreachable broker
 is one: the station starts without it and keeps its results in the outbox, while refused
-credentials are a ``fail``.
+credentials are a ``fail``, and so is an ACL that refuses the station's test publish (a QoS 1,
+not retained ``doctor-probe`` event on its own ``event`` topic; the retained status is never
+touched). MQTT 3.1.1 cannot report a refused publish, so there the ACL stays unchecked (``warn``).
 """
 
 from __future__ import annotations
@@ -300,9 +302,31 @@ def _check_broker(settings: EdgeSettings, timeout_s: float, rows: _Rows) -> None
     rows.add("broker", status, detail)
 
 
+def _probe_event(line: str, station: str) -> bytes:
+    from datetime import datetime, timezone
+
+    from shared.messages import EVENT_SEVERITY, EventKind, EventMessage
+
+    kind = EventKind.DOCTOR_PROBE
+    return EventMessage(
+        line=line,
+        station=station,
+        time=datetime.now(timezone.utc),
+        kind=kind,
+        severity=EVENT_SEVERITY[kind],
+        source="doctor",
+        reason="pump-edge doctor: checking that the broker lets this station publish (ignore this event)",
+    ).model_dump_json().encode()
+
+
 def probe_broker(mqtt: MqttConfig, line: str, station: str, timeout_s: float) -> tuple[str, str]:
-    """Connect (TCP, then MQTT with the station's auth and TLS) and disconnect; (status, detail)."""
-    from edge.publish.connection import client_id_for, make_client
+    """Connect (TCP, then MQTT with the station's auth and TLS), publish a test event, disconnect; (status, detail).
+
+    The test publish is what the station's results need from the broker's ACL: under MQTT 5 a
+    refusal ("Not authorized") comes back in the PUBACK and is a ``fail``.
+    """
+    from edge.publish.connection import JSON_CONTENT_TYPE, client_id_for, make_client, publish_properties
+    from shared.messages import station_topic
 
     where = f"{mqtt.host}:{mqtt.port}"
     try:
@@ -311,30 +335,51 @@ def probe_broker(mqtt: MqttConfig, line: str, station: str, timeout_s: float) ->
     except OSError as error:
         return WARN, f"{where} not reachable ({error}); the station starts anyway and keeps results in its outbox"
     client = make_client(mqtt, client_id_for(mqtt.topic_prefix, line, station, "doctor"))
-    answered = threading.Event()
-    answer: list[object] = []
+    connected, acked = threading.Event(), threading.Event()
+    answer: dict[str, object] = {}
 
     def on_connect(client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001 - paho's signature
-        answer.append(reason_code)
-        answered.set()
+        answer["connack"] = reason_code
+        connected.set()
+
+    def on_publish(client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001 - paho's signature
+        answer["puback"] = reason_code
+        acked.set()
 
     client.on_connect = on_connect
+    client.on_publish = on_publish
     client.connect_timeout = timeout_s
     client.connect_async(mqtt.host, mqtt.port, mqtt.keepalive_s)
     client.loop_start()
+    topic = station_topic("event", line, station, mqtt.topic_prefix)
     try:
-        if not answered.wait(timeout_s):
+        if not connected.wait(timeout_s):
             return WARN, f"{where} accepts TCP but sent no MQTT CONNACK within {timeout_s:g} s (TLS or port mismatch?)"
-        code = answer[0]
+        code = answer["connack"]
         if getattr(code, "is_failure", False):
             return FAIL, f"{where} refused the connection: {code}"
+        properties = publish_properties(mqtt, JSON_CONTENT_TYPE)
+        client.publish(topic, _probe_event(line, station), 1, False, properties=properties)
+        if not acked.wait(timeout_s):
+            return WARN, f"connected to {where}, but a test publish to {topic} got no PUBACK within {timeout_s:g} s"
+        code = answer["puback"]
     finally:
         client.disconnect()
         client.loop_stop()
-    security = ", ".join(
-        part for part in ("TLS" if mqtt.tls else "no TLS", f"user {mqtt.username}" if mqtt.username else "") if part
-    )
-    return OK, f"connected to {where} (MQTT {mqtt.protocol}, {security})"
+    user = f"user {mqtt.username}" if mqtt.username else "no user name"
+    security = f"{'TLS' if mqtt.tls else 'no TLS'}, {user}"
+    if getattr(code, "is_failure", False):
+        return FAIL, (
+            f"{where} accepted the login ({security}) but refused a test publish to {topic}: {code}. The broker's "
+            "ACL does not let this account write the station's topics (deploy/mosquitto/acl): every result "
+            "would become a dead letter"
+        )
+    if not mqtt.mqtt5:
+        return WARN, (
+            f"connected to {where} (MQTT 3.1.1, {security}); the ACL is not checked: under 3.1.1 a broker drops a "
+            "refused publish silently (use protocol 5 to have refusals reported)"
+        )
+    return OK, f"connected to {where} (MQTT 5, {security}); a test publish to {topic} was accepted"
 
 
 def _writable(folder: Path) -> str | None:

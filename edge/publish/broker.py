@@ -215,6 +215,14 @@ class MosquittoBroker:
                 process.wait(timeout_s)
         self._close_log()
 
+    def kill(self) -> None:
+        """SIGKILL by PID, like a crash: nothing is saved beyond the last autosave of the database."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(5)
+        self._close_log()
+
     def restart(self, down_s: float = 0.0) -> None:
         """Stop, stay down ``down_s`` seconds, start again on the same port."""
         self.stop()

@@ -4,9 +4,12 @@ Three threads meet here: the pipeline calls :meth:`MqttPublisher.publish_result`
 writes to the outbox; paho's network thread connects, reconnects with backoff and reports acks;
 the :class:`~edge.publish.sender.OutboxSender` thread moves outbox rows to the broker in order.
 Status is retained: the current state on every (re)connect (birth), ``offline`` as the Last Will
-(delayed under MQTT 5), ``stopped`` on a clean stop. Stats and events bypass the outbox: published on
-the live connection or dropped and counted. Each link state change is logged once
-(:class:`~edge.publish.link.BrokerLink`); repeats are only counted.
+(delayed under MQTT 5), ``stopped`` on a clean stop; a live state is re-published as a heartbeat and
+expires if the station stops renewing it, and ``online`` shows as ``degraded`` while the broker
+refuses messages (:mod:`edge.publish.status`). Refused messages become dead letters and
+``publish-refused`` events, one per burst plus a summary now and then (:mod:`edge.publish.refusals`).
+Stats and events bypass the outbox: published on the live connection or dropped and counted. Each
+link state change is logged once (:class:`~edge.publish.link.BrokerLink`); repeats are only counted.
 """
 
 from __future__ import annotations
@@ -35,8 +38,11 @@ from edge.publish.connection import (
 from edge.publish.defect_map import fit_png
 from edge.publish.link import BrokerLink, LinkState
 from edge.publish.outbox import Outbox, OutboxMessage
+from edge.publish.refusals import RefusalNotice, describe
 from edge.publish.sender import OutboxSender
+from edge.publish.status import StatusBoard
 from shared.messages import (
+    EVENT_SEVERITY,
     EventMessage,
     ResultMessage,
     StationState,
@@ -104,8 +110,8 @@ class MqttPublisher:
             ("connects", "connect_failures", "disconnects", "stats_skipped", "events_skipped", "defect_map_errors"),
             0,
         )
-        self._state = StationState.STARTING
-        self._state_since = _now()
+        self._board = StatusBoard(config.status_expiry_s, config.refusal_summary_s)
+        self._dead_letters_at_stop = 0
         self._last_seq = 0
         self._stopping = False
         self._outbox: Outbox | None = None
@@ -120,7 +126,7 @@ class MqttPublisher:
             raise RuntimeError("publisher already started")
         if self.config.host is None:
             raise ValueError("mqtt.host is not set: start the embedded broker first (broker.ensure_broker)")
-        self._outbox = Outbox(self.outbox_path, self.config.outbox_max_rows)
+        self._outbox = Outbox(self.outbox_path, self.config.outbox_max_rows, self.config.dead_letter_limit, lock=True)
         self.session = self._outbox.start_session()
         self._last_seq = self._outbox.counter("seq")
         client = make_client(self.config, self.client_id)
@@ -131,7 +137,14 @@ class MqttPublisher:
         client.on_publish = self._on_publish
         self._set_will(client)
         self._link = BrokerLink(client)
-        self._sender = OutboxSender(self._outbox, self._link, self.config, name=f"mqtt-outbox-{self.station}")
+        self._sender = OutboxSender(
+            self._outbox,
+            self._link,
+            self.config,
+            name=f"mqtt-outbox-{self.station}",
+            on_outcome=self._on_outcome,
+            on_tick=self._on_tick,
+        )
         self._sender.start()
         log.info(
             "mqtt: station %s/%s session %d -> %s:%d as %s (MQTT %s, TLS %s, user %s), %d message(s) in the outbox",
@@ -146,6 +159,13 @@ class MqttPublisher:
             "set" if self.config.username else "none",
             self._outbox.depth,
         )
+        if self._outbox.dead_letter_depth:
+            log.warning(
+                "mqtt: %d message(s) the broker refused earlier are kept as dead letters in %s "
+                "(pump-edge outbox --dead-letters; --requeue once the broker's ACL is fixed)",
+                self._outbox.dead_letter_depth,
+                self.outbox_path,
+            )
         self._link.set_state(LinkState.CONNECTING)
         client.connect_async(
             self.config.host,
@@ -166,7 +186,7 @@ class MqttPublisher:
             return True
         deadline = time.monotonic() + timeout_s
         flushed = self.flush(timeout_s)
-        self._state, self._state_since = StationState.STOPPED, _now()
+        self._board.set(StationState.STOPPED)
         info = self._publish_status()
         if info is not None:
             with contextlib.suppress(RuntimeError, ValueError):  # not delivered: the Will says offline later
@@ -176,6 +196,7 @@ class MqttPublisher:
         self._link.client.disconnect(properties=disconnect_properties(self.config))
         self._link.client.loop_stop()
         depth = self._outbox.depth
+        self._dead_letters_at_stop = self._outbox.dead_letter_depth
         self._outbox.close()
         self._outbox = None
         left = "" if flushed else f"{depth} message(s) stay in the outbox for the next start"
@@ -212,7 +233,7 @@ class MqttPublisher:
             raise ValueError(f"seq must rise: got {result.seq} after {self._last_seq} (use next_result_ids())")
         qos = self.config.qos
         messages = [self._json_message("result", result.model_dump_json().encode(), result.seq, qos)]
-        if result.verdict == Verdict.NG:
+        if result.verdict in (Verdict.NG, Verdict.ERROR):  # an uninspected part needs action too
             alert = alert_from_result(result).model_dump_json().encode()
             messages.append(self._json_message("alert", alert, result.seq, qos))
         if defect_map is not None and self._wants_defect_map(result.verdict):
@@ -231,9 +252,13 @@ class MqttPublisher:
             raise ValueError(f"stats of {stats.line}/{stats.station} given to {self.line}/{self.station}")
         stats = stats.model_copy(
             update={
+                "errors": stats.errors + self.counters.rejected,  # refused this session: errors too
                 "outbox_depth": outbox.depth,
                 "outbox_dropped": outbox.counter("dropped"),
                 "outbox_expired": outbox.counter("expired"),
+                "outbox_refused": outbox.counter("refused"),
+                "dead_letters": outbox.dead_letter_depth,
+                "dead_letters_evicted": outbox.counter("dead_evicted"),
             }
         )
         properties = publish_properties(self.config, JSON_CONTENT_TYPE)
@@ -264,9 +289,9 @@ class MqttPublisher:
         state = StationState(state)
         if models is not None:
             self.models = dict(models)
-        if state != self._state:
-            log.info("mqtt: station state %s -> %s", self._state.value, state.value)
-        self._state, self._state_since = state, _now()
+        if state != self._board.state:
+            log.info("mqtt: station state %s -> %s", self._board.state.value, state.value)
+        self._board.set(state)
         self._publish_status()
 
     @property
@@ -280,9 +305,24 @@ class MqttPublisher:
         return self._outbox.depth if self._outbox is not None else 0
 
     @property
+    def dead_letter_depth(self) -> int:
+        """Messages the broker refused, kept as dead letters (as at :meth:`stop` once stopped)."""
+        return self._outbox.dead_letter_depth if self._outbox is not None else self._dead_letters_at_stop
+
+    @property
     def state(self) -> StationState:
-        """The station state last set."""
-        return self._state
+        """The station state last set (``online`` even while the status shows ``degraded``)."""
+        return self._board.state
+
+    @property
+    def shown_state(self) -> StationState:
+        """The state the retained status shows now (``degraded`` while the broker refuses messages)."""
+        return self._board.shown().state
+
+    @property
+    def problems(self) -> list[str]:
+        """Why the station is degraded (the status's ``problems``); empty when the broker accepts everything."""
+        return self._board.refusals.problems()
 
     @property
     def link(self) -> LinkState:
@@ -303,16 +343,20 @@ class MqttPublisher:
     # --- messages ---------------------------------------------------------------------
 
     def status_message(self, state: StationState | None = None) -> StatusMessage:
-        """The retained status payload for ``state`` (default: the current one)."""
+        """The retained status payload: the current one, or ``state`` from now (the Will: no lease, no problems)."""
+        shown = self._board.shown()
         return StatusMessage(
             line=self.line,
             station=self.station,
-            state=state or self._state,
+            state=shown.state if state is None else state,
             software_version=self.software_version,
             models=self.models,
             config_hash=self.config_hash,
             session=max(1, self.session),
-            timestamp=self._state_since if state is None else _now(),
+            timestamp=shown.since if state is None else _now(),
+            problems=shown.problems if state is None else [],
+            heartbeat_at=shown.heartbeat_at if state is None else None,
+            valid_until=shown.valid_until if state is None else None,
         )
 
     def _json_message(self, kind: str, payload: bytes, seq: int, qos: int) -> OutboxMessage:
@@ -349,9 +393,31 @@ class MqttPublisher:
         """Publish the retained status if connected; the paho message info, or None."""
         if self._link is None:
             return None
-        payload = self.status_message().model_dump_json().encode()
-        properties = publish_properties(self.config, JSON_CONTENT_TYPE)
-        return self._link.publish(self.topics["status"], payload, 1, True, properties)
+        message = self.status_message()
+        expiry_s = self.config.status_expiry_s if message.valid_until is not None else None
+        properties = publish_properties(self.config, JSON_CONTENT_TYPE, expiry_s=expiry_s)
+        info = self._link.publish(self.topics["status"], message.model_dump_json().encode(), 1, True, properties)
+        if info is not None:
+            self._board.published()
+        return info
+
+    def _publish_notice(self, notice: RefusalNotice) -> None:
+        """A refusal burst began, goes on, or ended: log it, raise an event, re-publish the status."""
+        kind, level, reason = describe(notice)
+        log.log(level, "mqtt: %s", reason)
+        event = EventMessage(
+            line=self.line,
+            station=self.station,
+            time=_now(),
+            kind=kind,
+            severity=EVENT_SEVERITY[kind],
+            source="mqtt",
+            ref=notice.topic,
+            reason=reason,
+        )
+        self.publish_event(event)
+        if notice.kind != "summary":
+            self._publish_status()  # degraded begins or ends
 
     def _set_will(self, client: mqtt.Client) -> None:
         payload = self.status_message(StationState.OFFLINE).model_dump_json().encode()
@@ -402,6 +468,20 @@ class MqttPublisher:
                 )
             self._link.set_state(LinkState.DISCONNECTED, f"{reason_code}; reconnecting, results wait in the outbox")
         self._sender.wake()
+
+    # --- sender callbacks (its thread) ------------------------------------------------------
+
+    def _on_outcome(self, topic: str, refused: bool, reason: str) -> None:
+        tracker = self._board.refusals
+        notice = tracker.refused(topic, reason) if refused else tracker.accepted(topic)
+        if notice is not None:
+            self._publish_notice(notice)
+
+    def _on_tick(self) -> None:
+        for notice in self._board.refusals.due():
+            self._publish_notice(notice)
+        if self._board.heartbeat_due():
+            self._publish_status()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         if self._sender is not None:  # paho holds its message lock here: the sender only queues the ack

@@ -94,6 +94,27 @@ class MqttConfig(BaseModel):
         description="MQTT 5 Message Expiry: results older than this are not delivered (the broker drops "
         "them for absent subscribers; the outbox drops them on replay, counted). None = never expire.",
     )
+    dead_letter_max_rows: int | None = Field(
+        None,
+        ge=1,
+        description="Share of outbox_max_rows kept for dead letters (messages the broker refused, e.g. not "
+        "authorised; see `pump-edge outbox`). Beyond it the oldest dead letters are deleted, counted in "
+        "stats.dead_letters_evicted. None = a tenth of outbox_max_rows. Must be below outbox_max_rows.",
+    )
+    refusal_summary_s: float = Field(
+        60.0,
+        gt=0,
+        description="While the broker keeps refusing a topic, one 'publish-refused' event per this many seconds "
+        "sums up the refusals (the first refusal of a burst raises one at once).",
+    )
+    status_expiry_s: int | None = Field(
+        60,
+        ge=3,
+        description="Lease of a live status (starting, building-engine, online, degraded): its valid_until and, "
+        "under MQTT 5, its Message Expiry; the station re-publishes it every third of this (heartbeat). A station "
+        "that dies unseen (killed while the broker was down) then drops out of the retained status instead of "
+        "showing online forever. None = no lease, no heartbeat.",
+    )
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -111,6 +132,22 @@ class MqttConfig(BaseModel):
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) < reconnect_min_s ({self.reconnect_min_s})")
         return self
+
+    @model_validator(mode="after")
+    def _dead_letters_within_the_outbox(self) -> MqttConfig:
+        if self.dead_letter_max_rows is not None and self.dead_letter_max_rows >= self.outbox_max_rows:
+            raise ValueError(
+                f"dead_letter_max_rows ({self.dead_letter_max_rows}) must be below outbox_max_rows "
+                f"({self.outbox_max_rows}): dead letters share the outbox's bound"
+            )
+        return self
+
+    @property
+    def dead_letter_limit(self) -> int:
+        """Dead letters kept at most: ``dead_letter_max_rows`` or a tenth of ``outbox_max_rows``."""
+        if self.dead_letter_max_rows is not None:
+            return self.dead_letter_max_rows
+        return max(1, self.outbox_max_rows // 10)
 
     def resolved_outbox_path(self, data_dir: Path | None) -> Path:
         """``outbox_path``, or its default under the station's data folder."""

@@ -1,10 +1,12 @@
 """The outbox sender: outbox rows -> broker in id order, at most ``max_inflight`` unacknowledged.
 
 Runs on its own thread. Each acknowledged row is deleted; a row the broker refuses (e.g. not
-authorised by its ACL) is deleted and counted, since retrying it would block every later
-result. When the link changes (see :class:`BrokerLink`), everything still in the outbox is sent
-again from the oldest row, so order holds across outages; a message acknowledged just before the
-loss but not yet seen here may go out twice (consumers dedupe by ``result_id``).
+authorised by its ACL) moves to the outbox's dead letters and is counted, since retrying it in
+place would block every later result; ``on_outcome`` tells the publisher either way (it raises
+events and the ``degraded`` status). When the link changes (see :class:`BrokerLink`), everything
+still in the outbox is sent again from the oldest row, so order holds across outages; a message
+acknowledged just before the loss but not yet seen here may go out twice (consumers dedupe by
+``result_id``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from edge.publish.config import MqttConfig
 from edge.publish.connection import publish_properties
@@ -21,6 +24,10 @@ from edge.publish.outbox import Outbox, OutboxRow
 
 log = logging.getLogger("edge.publish.client")
 _IDLE_WAKE_S = 0.5
+_REQUEUE_CHECK_S = 2.0
+
+Outcome = Callable[[str, bool, str], None]
+"""``(topic, refused, reason)`` for every acknowledged outbox message."""
 
 
 class SenderCounters:
@@ -35,11 +42,24 @@ class SenderCounters:
 class OutboxSender:
     """Moves outbox rows onto the link as acknowledgements make room."""
 
-    def __init__(self, outbox: Outbox, link: BrokerLink, config: MqttConfig, name: str = "mqtt-outbox") -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        link: BrokerLink,
+        config: MqttConfig,
+        name: str = "mqtt-outbox",
+        *,
+        on_outcome: Outcome | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_outcome`` hears every ack; ``on_tick`` runs on this thread at least every 0.5 s (heartbeats)."""
         self.outbox = outbox
         self.link = link
         self.config = config
         self.counters = SenderCounters()
+        self._on_outcome = on_outcome
+        self._on_tick = on_tick
+        self._next_requeue_check = 0.0
         self._acks: queue.SimpleQueue[tuple[int, bool, str, int]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -63,7 +83,7 @@ class OutboxSender:
         self._wake.set()
 
     def _run(self) -> None:
-        inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        inflight: dict[int, tuple[int, str]] = {}  # paho mid -> (outbox row id, topic)
         cursor, generation = 0, -1
         while not self._stop.is_set():
             self._wake.wait(_IDLE_WAKE_S)
@@ -77,27 +97,42 @@ class OutboxSender:
                     cursor, generation = 0, current
                 if connected:
                     cursor = self._fill(inflight, cursor, generation)
+                self._housekeeping()
             except Exception:  # pragma: no cover - keep delivering, whatever went wrong once
                 log.exception("mqtt: outbox sender error")
                 time.sleep(_IDLE_WAKE_S)
 
-    def _take_acks(self, inflight: dict[int, int], generation: int) -> None:
+    def _housekeeping(self) -> None:
+        if self._on_tick is not None:
+            self._on_tick()
+        now = time.monotonic()
+        if now >= self._next_requeue_check:  # `pump-edge outbox --requeue` while the station runs
+            self._next_requeue_check = now + _REQUEUE_CHECK_S
+            if self.outbox.requeue_requested():
+                moved = self.outbox.requeue()
+                log.warning("mqtt: %d dead letter(s) requeued on request; they go out after the backlog", moved)
+
+    def _take_acks(self, inflight: dict[int, tuple[int, str]], generation: int) -> None:
         while True:
             try:
                 mid, failed, reason, ack_generation = self._acks.get_nowait()
             except queue.Empty:
                 return
-            row_id = inflight.pop(mid, None) if ack_generation == generation else None
-            if row_id is None:
+            entry = inflight.pop(mid, None) if ack_generation == generation else None
+            if entry is None:
                 continue  # a status or stats message, or a connection that is gone
-            self.outbox.delete(row_id)
+            row_id, topic = entry
             if failed:
-                self.counters.rejected += 1
-                log.warning("mqtt: broker refused outbox message %d: %s (dropped)", row_id, reason)
+                if self.outbox.refuse(row_id, reason):
+                    self.counters.rejected += 1
+                    log.debug("mqtt: broker refused outbox message %d to %s: %s (dead letter)", row_id, topic, reason)
             else:
+                self.outbox.delete(row_id)
                 self.counters.acked += 1
+            if self._on_outcome is not None:
+                self._on_outcome(topic, failed, reason)
 
-    def _fill(self, inflight: dict[int, int], cursor: int, generation: int) -> int:
+    def _fill(self, inflight: dict[int, tuple[int, str]], cursor: int, generation: int) -> int:
         while len(inflight) < self.config.max_inflight:
             rows = self.outbox.pending(cursor, self.config.max_inflight - len(inflight))
             if not rows:
@@ -115,7 +150,7 @@ class OutboxSender:
                 )
                 if info is None:
                     return cursor  # the link changed under us; the next round starts over
-                inflight[info.mid] = row.id
+                inflight[info.mid] = (row.id, message.topic)
                 cursor = row.id
                 self.counters.sent += 1
         return cursor

@@ -109,3 +109,80 @@ def test_a_failed_append_stores_nothing(tmp_path):
         with pytest.raises(sqlite3.Error):
             outbox.append([message(2), broken])
         assert outbox.depth == 1 and [row.message.seq for row in outbox.pending()] == [1]
+
+
+def test_a_refused_message_moves_to_the_dead_letters_with_its_reason_and_is_counted(tmp_path):
+    with Outbox(tmp_path / "o.db") as outbox:
+        first, second = outbox.append([message(1), message(2)])
+        assert outbox.refuse(first, "Not authorized") and not outbox.refuse(first, "again")
+        assert (outbox.depth, outbox.dead_letter_depth, outbox.counter("refused")) == (1, 1, 1)
+        assert [row.id for row in outbox.pending()] == [second]
+        (letter,) = outbox.dead_letters()
+        assert (letter.outbox_id, letter.reason, letter.message) == (first, "Not authorized", message(1))
+        assert letter.refused_at >= letter.created_at
+    with Outbox(tmp_path / "o.db") as reopened:  # kept on disk like the outbox itself
+        assert reopened.dead_letter_depth == 1 and reopened.counter("refused") == 1
+
+
+def test_dead_letters_keep_their_bounded_share_evicting_the_oldest_counted(tmp_path):
+    with Outbox(tmp_path / "o.db", max_rows=10, dead_letter_max_rows=3) as outbox:
+        ids = outbox.append([message(index) for index in range(1, 6)])
+        for row_id in ids:
+            outbox.refuse(row_id, "Not authorized")
+        assert outbox.dead_letter_depth == 3 and outbox.counter("dead_evicted") == 2
+        assert [letter.message.seq for letter in outbox.dead_letters()] == [3, 4, 5]
+        assert outbox.counter("refused") == 5
+
+
+def test_dead_letters_count_toward_the_outbox_bound_pending_messages_go_first(tmp_path):
+    with Outbox(tmp_path / "o.db", max_rows=5, dead_letter_max_rows=2) as outbox:
+        for row_id in outbox.append([message(1), message(2)]):
+            outbox.refuse(row_id, "Not authorized")
+        for index in range(3, 7):  # the 4th makes 2 dead + 4 pending > 5: the oldest pending goes
+            outbox.append([message(index)])
+        assert (outbox.depth, outbox.dead_letter_depth) == (3, 2)
+        assert [row.message.seq for row in outbox.pending()] == [4, 5, 6]
+        assert (outbox.counter("dropped"), outbox.counter("dead_evicted")) == (1, 0)
+        outbox.append([message(index) for index in range(7, 12)])  # a full batch: dead letters make room too
+        assert (outbox.depth, outbox.dead_letter_depth) == (5, 0)
+        assert (outbox.counter("dropped"), outbox.counter("dead_evicted")) == (4, 2)
+
+
+def test_requeued_dead_letters_go_to_the_end_of_the_outbox_keeping_their_age(tmp_path):
+    with Outbox(tmp_path / "o.db") as outbox:
+        first, _ = outbox.append([message(1), message(2)])
+        created = outbox.pending()[0].created_at
+        outbox.refuse(first, "Not authorized")
+        outbox.append([message(3)])
+        assert outbox.requeue() == 1 and outbox.dead_letter_depth == 0
+        rows = outbox.pending()
+        assert [row.message.seq for row in rows] == [2, 3, 1] and rows[-1].id > rows[-2].id
+        assert rows[-1].created_at == created and rows[-1].message == message(1)
+        assert outbox.requeue() == 0
+
+
+def test_another_process_asks_the_owner_to_requeue_and_cannot_take_the_file(tmp_path):
+    path = tmp_path / "o.db"
+    with Outbox(path, lock=True) as owner:
+        (row_id,) = owner.append([message(1)])
+        owner.refuse(row_id, "Not authorized")
+        script = (
+            "import sys\n"
+            "from edge.publish.outbox import Outbox, OutboxBusy\n"
+            f"box = Outbox({str(path)!r})\n"
+            "try:\n"
+            f"    Outbox({str(path)!r}, lock=True)\n"
+            "except OutboxBusy:\n"
+            "    busy = True\n"
+            "else:\n"
+            "    busy = False\n"
+            "box.request_requeue()\n"
+            "print(busy, box.locked_elsewhere(), box.dead_letter_depth)\n"
+        )
+        done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert done.stdout.split() == ["True", "True", "1"], done.stderr
+        assert not owner.locked_elsewhere()
+        assert owner.requeue_requested()
+        assert owner.requeue() == 1 and not owner.requeue_requested() and owner.depth == 1
+    with Outbox(path, lock=True) as next_owner:  # closing released the lock
+        assert next_owner.depth == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 from rich.console import Console
+from typer.testing import CliRunner
 
+from edge.cli import app
 from edge.config import EdgeSettings
 from edge.publish import broker
 from edge.publish.client import MqttPublisher
@@ -25,14 +28,19 @@ from edge.publish.connection import (
     will_properties,
 )
 from edge.publish.defect_map import encode_png, fit_png
+from edge.publish.outbox import Outbox, OutboxMessage
+from edge.publish.refusals import RefusalTracker, describe
+from edge.publish.status import StatusBoard
 from edge.publish.watch import Received, SeqTracker, WatchView
 from shared.config import ConfigError, load_settings
 from shared.messages import (
     Box,
     Defect,
+    EventKind,
     EventMessage,
     PatchSummary,
     ResultMessage,
+    StationState,
     StatusMessage,
     alert_from_result,
     make_result_id,
@@ -234,3 +242,112 @@ def test_password_lines_use_mosquittos_pbkdf2_format():
     assert (user, kind, iterations) == ("station", "7", "101")
     expected = hashlib.pbkdf2_hmac("sha512", b"pw", base64.b64decode(salt), 101)
     assert base64.b64decode(digest) == expected
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_refusal_burst_gives_one_notice_then_summaries_not_one_per_message():
+    clock = FakeClock()
+    tracker = RefusalTracker(summary_interval_s=60, clock=clock)
+    first = tracker.refused("p/l/s/result", "Not authorized")
+    assert first is not None and (first.kind, first.count, first.since) == ("refused", 1, 1000.0)
+    assert all(tracker.refused("p/l/s/result", "Not authorized") is None for _ in range(499))
+    assert tracker.due() == []  # nothing before the interval
+    clock.now += 60
+    (summary,) = tracker.due()
+    assert (summary.kind, summary.count, summary.total) == ("summary", 499, 500)
+    clock.now += 60
+    assert tracker.due() == []  # nothing new: no summary
+    assert tracker.problems() == [
+        "the broker refuses messages to p/l/s/result (Not authorized); they are kept as dead letters"
+    ]
+    assert tracker.refused("p/l/s/result", "Quota exceeded").kind == "refused"  # a new reason: a new burst
+    assert tracker.accepted("p/l/s/alert") is None  # no burst there
+    ended = tracker.accepted("p/l/s/result")
+    assert (ended.kind, ended.total, ended.reason) == ("accepted", 1, "Quota exceeded")
+    assert tracker.problems() == [] and tracker.since() is None
+    kinds = [describe(notice)[0] for notice in (first, summary, ended)]
+    assert kinds == [EventKind.PUBLISH_REFUSED, EventKind.PUBLISH_REFUSED, EventKind.PUBLISH_ACCEPTED]
+    assert "p/l/s/result" in describe(first)[2] and "Not authorized" in describe(first)[2]
+
+
+def test_online_shows_as_degraded_while_a_burst_is_open_and_live_states_carry_a_lease():
+    board = StatusBoard(lease_s=30, summary_interval_s=60)
+    board.set(StationState.ONLINE)
+    shown = board.shown()
+    assert (shown.state, shown.problems, shown.expiry_s) == (StationState.ONLINE, [], 30)
+    assert (shown.valid_until - shown.heartbeat_at).total_seconds() == 30
+    board.refusals.refused("p/l/s/result", "Not authorized")
+    shown = board.shown()
+    assert shown.state == StationState.DEGRADED and len(shown.problems) == 1 and shown.since >= NOW
+    assert board.state == StationState.ONLINE  # what the runtime set is unchanged
+    board.set(StationState.STOPPED)
+    stopped = board.shown()
+    assert stopped.state == StationState.STOPPED and stopped.problems  # why it stopped degraded
+    assert (stopped.valid_until, stopped.expiry_s) == (None, None)  # final: no lease
+    assert not StatusBoard(lease_s=None, summary_interval_s=1).heartbeat_due()
+    board.set(StationState.ONLINE)
+    assert not board.heartbeat_due()  # nothing published yet
+    board.published()
+    assert not board.heartbeat_due()  # next one a third of the lease later
+
+
+def test_the_status_payload_carries_the_lease_and_the_will_does_not(tmp_path):
+    config = MqttConfig(host="h", outbox_path=tmp_path / "o.db", status_expiry_s=45)
+    publisher = MqttPublisher(config, line="l1", station="st1", software_version="1")
+    publisher.set_status("online")  # not started: nothing sent, state kept
+    status = publisher.status_message()
+    assert status.state == StationState.ONLINE and status.valid_until is not None
+    assert (status.valid_until - status.heartbeat_at).total_seconds() == 45
+    will = publisher.status_message(StationState.OFFLINE)
+    assert (will.valid_until, will.heartbeat_at, will.problems) == (None, None, [])
+    no_lease = config.model_copy(update={"status_expiry_s": None})
+    assert MqttPublisher(no_lease, line="l1", station="s", software_version="1").status_message().valid_until is None
+
+
+def test_dead_letter_settings_default_to_a_tenth_of_the_outbox_and_stay_below_it():
+    assert MqttConfig().dead_letter_limit == 10_000
+    assert MqttConfig(outbox_max_rows=50).dead_letter_limit == 5
+    assert MqttConfig(outbox_max_rows=50, dead_letter_max_rows=49).dead_letter_limit == 49
+    with pytest.raises(ValidationError, match="below outbox_max_rows"):
+        MqttConfig(outbox_max_rows=50, dead_letter_max_rows=50)
+    with pytest.raises(ValidationError):
+        MqttConfig(status_expiry_s=1)
+
+
+def test_pump_edge_outbox_lists_requeues_and_purges_dead_letters(tmp_path):
+    path = tmp_path / "data" / "mqtt" / "outbox.sqlite3"
+    runner = CliRunner()
+    missing = runner.invoke(app, ["outbox", "--data-dir", str(tmp_path / "data")])
+    assert missing.exit_code == 2 and "no outbox" in missing.output
+    with Outbox(path) as outbox:
+        ids = outbox.append(
+            [OutboxMessage(f"pumpinspect/l1/st1/{kind}", b"{}", 1, kind, seq=1) for kind in ("result", "alert")]
+        )
+        for row_id in ids:
+            outbox.refuse(row_id, "Not authorized")
+    table = runner.invoke(app, ["outbox", "--dead-letters", "--data-dir", str(tmp_path / "data")])
+    assert table.exit_code == 0 and "dead letters (2)" in table.output, table.output
+    listed = runner.invoke(app, ["outbox", "--dead-letters", "--json", "--data-dir", str(tmp_path / "data")])
+    report = json.loads(listed.output)
+    assert (report["depth"], report["dead_letters"], report["counters"]["refused"]) == (0, 2, 2)
+    assert [(x["topic"], x["reason"]) for x in report["dead_letter_list"]] == [
+        ("pumpinspect/l1/st1/result", "Not authorized"),
+        ("pumpinspect/l1/st1/alert", "Not authorized"),
+    ]
+    requeued = runner.invoke(app, ["outbox", "--requeue", "--data-dir", str(tmp_path / "data")])
+    assert requeued.exit_code == 0 and "2 dead letter(s) back in the outbox" in requeued.output
+    with Outbox(path) as outbox:
+        assert (outbox.depth, outbox.dead_letter_depth) == (2, 0)
+        outbox.refuse(outbox.pending()[0].id, "Not authorized")
+    purged = runner.invoke(app, ["outbox", "--purge", "--data-dir", str(tmp_path / "data")])
+    assert purged.exit_code == 0 and "1 dead letter(s) deleted" in purged.output
+    with Outbox(path, lock=True):  # a running station: purging is refused, requeue is only asked for
+        busy = runner.invoke(app, ["outbox", "--purge", "--data-dir", str(tmp_path / "data")])
+        assert busy.exit_code == 2 and "in use" in busy.output
