@@ -15,8 +15,8 @@ from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge.store.manifest import MANIFEST_CSV, MANIFEST_JSON, PATCH_FOLDER, ExportedPatch, ExportManifest
-from edge.store.models import STORE_SCHEMA_VERSION, UncertainPatch
+from edge.store.tables import STORE_SCHEMA_VERSION, UncertainPatchRow
+from shared.uncertain_export import MANIFEST_CSV, MANIFEST_JSON, PATCH_FOLDER, ExportedPatch, ExportManifest
 
 if TYPE_CHECKING:
     from edge.store.store import UncertainStore
@@ -27,7 +27,7 @@ TEMP_SUFFIX = ".tmp"  # unfinished files; the store's recovery removes leftovers
 def write_archive(
     store: UncertainStore,
     out: Path,
-    rows: list[UncertainPatch],
+    rows: list[UncertainPatchRow],
     since: datetime | None,
     only_new: bool,
     exported_at: datetime,
@@ -100,7 +100,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, when: datetime) -> 
     tar.addfile(info, BytesIO(data))
 
 
-def _exported_patch(row: UncertainPatch, member: str) -> ExportedPatch:
+def _exported_patch(row: UncertainPatchRow, member: str) -> ExportedPatch:
     return ExportedPatch(
         file=member,
         sha256=row.sha256,

@@ -38,8 +38,8 @@ from sqlalchemy.orm import Session
 
 from edge.store.config import EvictionPolicy, StoreConfig
 from edge.store.export import TEMP_SUFFIX, write_archive
-from edge.store.models import STORE_SCHEMA_VERSION, Base, UncertainPatch
 from edge.store.select import Selected, select_patches
+from edge.store.tables import STORE_SCHEMA_VERSION, Base, UncertainPatchRow
 
 STORE_META_NAME = "store.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -239,7 +239,7 @@ class UncertainStore:
         """The database URL with any password hidden."""
         return self.engine.url.render_as_string(hide_password=True)
 
-    def path_of(self, row: UncertainPatch) -> Path:
+    def path_of(self, row: UncertainPatchRow) -> Path:
         return self.image_dir / row.file_path
 
     def _files(self) -> Iterator[Path]:
@@ -253,7 +253,7 @@ class UncertainStore:
             with Session(self.engine) as session:
                 known = set(
                     session.scalars(
-                        sql_select(UncertainPatch.file_path).where(UncertainPatch.store_id == self.store_id)
+                        sql_select(UncertainPatchRow.file_path).where(UncertainPatchRow.store_id == self.store_id)
                     )
                 )
             cutoff = time.time() - min_age_s
@@ -291,6 +291,7 @@ class UncertainStore:
 
     def log(
         self,
+        *,
         frame_id: str,
         captured_at: datetime,
         station: str,
@@ -364,7 +365,7 @@ class UncertainStore:
                         _write_atomic(path, item.png, self.config.fsync)
                         written.append(path)
                         rows.append(
-                            UncertainPatch(
+                            UncertainPatchRow(
                                 store_id=self.store_id,
                                 frame_id=str(frame_id),
                                 station=str(station),
@@ -415,31 +416,31 @@ class UncertainStore:
 
     # ------------------------------------------------------------------ quota
     def _eviction_query(self):  # noqa: ANN202 - a SQLAlchemy Select
-        query = sql_select(UncertainPatch).where(UncertainPatch.store_id == self.store_id)
+        query = sql_select(UncertainPatchRow).where(UncertainPatchRow.store_id == self.store_id)
         policy = self.config.eviction
         if policy is EvictionPolicy.EXPORTED_THEN_OLDEST:
-            unexported_last = case((UncertainPatch.exported_at.is_(None), 1), else_=0)
-            return query.order_by(unexported_last, UncertainPatch.captured_at, UncertainPatch.id)
+            unexported_last = case((UncertainPatchRow.exported_at.is_(None), 1), else_=0)
+            return query.order_by(unexported_last, UncertainPatchRow.captured_at, UncertainPatchRow.id)
         if policy is EvictionPolicy.EXPORTED_ONLY:
-            query = query.where(UncertainPatch.exported_at.is_not(None))
-        return query.order_by(UncertainPatch.captured_at, UncertainPatch.id)
+            query = query.where(UncertainPatchRow.exported_at.is_not(None))
+        return query.order_by(UncertainPatchRow.captured_at, UncertainPatchRow.id)
 
     def _totals(self, session: Session) -> tuple[int, int]:
         rows, used = session.execute(
-            sql_select(func.count(UncertainPatch.id), func.coalesce(func.sum(UncertainPatch.size_bytes), 0)).where(
-                UncertainPatch.store_id == self.store_id
-            )
+            sql_select(
+                func.count(UncertainPatchRow.id), func.coalesce(func.sum(UncertainPatchRow.size_bytes), 0)
+            ).where(UncertainPatchRow.store_id == self.store_id)
         ).one()
         return int(rows), int(used)
 
-    def _plan(self, session: Session, new_sizes: list[int]) -> tuple[list[UncertainPatch], int]:
+    def _plan(self, session: Session, new_sizes: list[int]) -> tuple[list[UncertainPatchRow], int]:
         """Rows to evict and how many of the new patches (in order) fit after that."""
         max_rows, max_bytes = self.config.max_rows, self.config.max_disk_bytes
         rows, used = self._totals(session)
         keep = len(new_sizes)
         while keep and (keep > max_rows or sum(new_sizes[:keep]) > max_bytes):
             keep -= 1
-        evict: list[UncertainPatch] = []
+        evict: list[UncertainPatchRow] = []
         freed_rows = freed_bytes = 0
 
         def over() -> bool:
@@ -481,12 +482,12 @@ class UncertainStore:
     # ------------------------------------------------------------------ queries
     def count(self, exported: bool | None = None, station: str | None = None) -> int:
         """Stored patches of this store (optionally only exported / unexported, one station)."""
-        query = sql_select(func.count(UncertainPatch.id)).where(UncertainPatch.store_id == self.store_id)
+        query = sql_select(func.count(UncertainPatchRow.id)).where(UncertainPatchRow.store_id == self.store_id)
         if exported is not None:
-            column = UncertainPatch.exported_at
+            column = UncertainPatchRow.exported_at
             query = query.where(column.is_not(None) if exported else column.is_(None))
         if station is not None:
-            query = query.where(UncertainPatch.station == station)
+            query = query.where(UncertainPatchRow.station == station)
         with Session(self.engine) as session:
             return int(session.scalar(query) or 0)
 
@@ -495,15 +496,15 @@ class UncertainStore:
         with Session(self.engine) as session:
             return self._totals(session)[1]
 
-    def patches(self, since: datetime | None = None, only_new: bool = False) -> list[UncertainPatch]:
+    def patches(self, since: datetime | None = None, only_new: bool = False) -> list[UncertainPatchRow]:
         """This store's rows, oldest first (detached: safe to read after the call)."""
-        query = sql_select(UncertainPatch).where(UncertainPatch.store_id == self.store_id)
+        query = sql_select(UncertainPatchRow).where(UncertainPatchRow.store_id == self.store_id)
         if since is not None:
-            query = query.where(UncertainPatch.captured_at >= _aware(since, "since"))
+            query = query.where(UncertainPatchRow.captured_at >= _aware(since, "since"))
         if only_new:
-            query = query.where(UncertainPatch.exported_at.is_(None))
+            query = query.where(UncertainPatchRow.exported_at.is_(None))
         with Session(self.engine, expire_on_commit=False) as session:
-            return list(session.scalars(query.order_by(UncertainPatch.captured_at, UncertainPatch.id)))
+            return list(session.scalars(query.order_by(UncertainPatchRow.captured_at, UncertainPatchRow.id)))
 
     # ------------------------------------------------------------------ export
     def export(self, out: Path, since: datetime | None = None, only_new: bool = False, overwrite: bool = False) -> int:
@@ -528,5 +529,7 @@ class UncertainStore:
         with self._lock, Session(self.engine) as session:
             for start in range(0, len(ids), _ID_CHUNK):
                 chunk = ids[start : start + _ID_CHUNK]
-                session.execute(update(UncertainPatch).where(UncertainPatch.id.in_(chunk)).values(exported_at=when))
+                session.execute(
+                    update(UncertainPatchRow).where(UncertainPatchRow.id.in_(chunk)).values(exported_at=when)
+                )
             session.commit()

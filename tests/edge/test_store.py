@@ -104,13 +104,13 @@ def _open(tmp_path: Path, **config) -> UncertainStore:
 def _log(store: UncertainStore, frame: str, when: datetime, scores, seed: int = 0, **kwargs) -> int:
     n = len(scores)
     return store.log(
-        frame,
-        when,
-        "st1",
-        "lineA",
-        _crops(n, seed),
-        _boxes(n),
-        scores,
+        frame_id=frame,
+        captured_at=when,
+        station="st1",
+        line="lineA",
+        crops=_crops(n, seed),
+        boxes=_boxes(n),
+        classifier_scores=scores,
         segmenter_max_scores=[0.2] * n,
         segmenter_defect_pixels=[0] * n,
         model_versions={"classifier": "cls@1.0.0", "segmenter": "seg@1.0.0"},
@@ -122,13 +122,13 @@ def test_log_writes_png_and_row_with_checksum_in_wal_mode(tmp_path):
     store = _open(tmp_path)
     crops = _crops(4)
     n = store.log(
-        "frame-1",
-        T0,
-        "st1",
-        "lineA",
-        crops,
-        _boxes(4),
-        [0.1, 0.5, 0.6, 0.9],
+        frame_id="frame-1",
+        captured_at=T0,
+        station="st1",
+        line="lineA",
+        crops=crops,
+        boxes=_boxes(4),
+        classifier_scores=[0.1, 0.5, 0.6, 0.9],
         segmenter_max_scores=[0.1, 0.95, 0.2, 0.99],
         segmenter_defect_pixels=[0, 30, 0, 200],
         model_versions={"classifier": "cls@1.0.0"},
@@ -163,9 +163,25 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="timezone"):
         _log(store, "f", datetime(2024, 5, 1), [0.5])
     with pytest.raises(ValueError, match="boxes: 1 entries for 2"):
-        store.log("f", T0, "st1", "lineA", _crops(2), _boxes(1), [0.5, 0.5])
+        store.log(
+            frame_id="f",
+            captured_at=T0,
+            station="st1",
+            line="lineA",
+            crops=_crops(2),
+            boxes=_boxes(1),
+            classifier_scores=[0.5, 0.5],
+        )
     with pytest.raises(ValueError, match="uint8"):
-        store.log("f", T0, "st1", "lineA", [np.zeros((8, 8), np.float32)], _boxes(1), [0.5])
+        store.log(
+            frame_id="f",
+            captured_at=T0,
+            station="st1",
+            line="lineA",
+            crops=[np.zeros((8, 8), np.float32)],
+            boxes=_boxes(1),
+            classifier_scores=[0.5],
+        )
     assert store.count() == 0 and not list((tmp_path / "data" / "uncertain" / "images").rglob("*.png"))
 
 
@@ -183,7 +199,18 @@ def test_only_selected_crops_are_read_and_disabled_store_logs_nothing(tmp_path):
 
     store = _open(tmp_path)
     lazy = Lazy()
-    assert store.log("f", T0, "st1", "lineA", lazy, [(0, 0, 32)] * 3, [0.9, 0.5, 0.1]) == 1
+    assert (
+        store.log(
+            frame_id="f",
+            captured_at=T0,
+            station="st1",
+            line="lineA",
+            crops=lazy,
+            boxes=[(0, 0, 32)] * 3,
+            classifier_scores=[0.9, 0.5, 0.1],
+        )
+        == 1
+    )
     assert lazy.read == [1]
     off = _open(tmp_path / "off", enabled=False)
     assert _log(off, "f", T0, [0.5]) == 0 and off.count() == 0
@@ -336,11 +363,13 @@ def test_postgresql_url_works(tmp_path):
         assert other.count() == 1 and store.patches()[0].captured_at.tzinfo is not None
         assert store.export(tmp_path / "pg.tar.gz") == 2 and store.count(exported=True) == 2
     finally:
-        from edge.store.models import UncertainPatch
+        from edge.store.tables import UncertainPatchRow
 
         with store.engine.begin() as connection:
             connection.execute(
-                UncertainPatch.__table__.delete().where(UncertainPatch.store_id.in_([store.store_id, other.store_id]))
+                UncertainPatchRow.__table__.delete().where(
+                    UncertainPatchRow.store_id.in_([store.store_id, other.store_id])
+                )
             )
         store.close()
         other.close()

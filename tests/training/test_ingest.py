@@ -50,13 +50,13 @@ def _store_with_frames(tmp_path: Path, frames: int, start: int = 0) -> Uncertain
         crops = [_crop(10 * i), _crop(10 * i + 1), _crop(10 * i + 2)]
         boxes = [TileBox(640 + 238 * k, 152, 256) for k in range(3)]
         store.log(
-            f"frame-{i}",
-            T0 + timedelta(seconds=i),
-            "st1",
-            "lineA",
-            crops,
-            boxes,
-            [0.45, 0.9, 0.6],
+            frame_id=f"frame-{i}",
+            captured_at=T0 + timedelta(seconds=i),
+            station="st1",
+            line="lineA",
+            crops=crops,
+            boxes=boxes,
+            classifier_scores=[0.45, 0.9, 0.6],
             segmenter_max_scores=[0.5, 0.99, 0.3],
             segmenter_defect_pixels=[0, 300, 0],
             model_versions={"classifier": "cls@1.0.0"},

@@ -1,6 +1,6 @@
 """`pump-train ingest`: uncertain patches from the line become an unlabelled pool in a patch set.
 
-Reads an export of the edge's uncertain-patch store (:mod:`edge.store.manifest`: a tar.gz
+Reads an export of the edge's uncertain-patch store (:mod:`shared.uncertain_export`: a tar.gz
 with ``manifest.json`` and the crops as PNG), checks every crop against its sha256, resizes
 the ``tile_px`` crops to the patch set's ``patch_px`` with area interpolation (as
 :func:`shared.patching.resize_image_tile` does for every patch), and adds them as rows of
@@ -40,9 +40,9 @@ import cv2
 import numpy as np
 from pydantic import ValidationError
 
-from edge.store.manifest import EXPORT_FORMAT, MANIFEST_CSV, MANIFEST_JSON, PATCH_FOLDER, ExportManifest
 from shared.masks import MASK_IGNORE
 from shared.patching import resize_image_tile
+from shared.uncertain_export import EXPORT_FORMAT, MANIFEST_CSV, MANIFEST_JSON, PATCH_FOLDER, ExportManifest
 from training.data.imageio import BadImageError, read_source_image
 from training.data.patchset import (
     PATCHES_NAME,

@@ -37,10 +37,12 @@ class UtcDateTime(TypeDecorator):
 
 
 class Base(DeclarativeBase):
+    """Declarative base of the store's tables."""
+
     pass
 
 
-class UncertainPatch(Base):
+class UncertainPatchRow(Base):
     """One logged patch: where it came from, what the models said, and its PNG."""
 
     __tablename__ = "uncertain_patch"
@@ -75,6 +77,6 @@ class UncertainPatch(Base):
 
     def __repr__(self) -> str:
         return (
-            f"UncertainPatch(id={self.id}, frame_id={self.frame_id!r}, station={self.station!r}, "
+            f"UncertainPatchRow(id={self.id}, frame_id={self.frame_id!r}, station={self.station!r}, "
             f"tile={self.tile_index}, reason={self.reason!r}, exported_at={self.exported_at})"
         )
