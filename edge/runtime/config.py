@@ -38,8 +38,8 @@ class PipelineConfig(BaseModel):
     backpressure: Backpressure = Field(
         "auto",
         description="When the queue is full: drop-oldest (count it as skipped; a line never waits for the "
-        "station), block (the source waits; nothing is lost). auto = drop-oldest for live sources (camera, "
-        "watched folder), block for finite ones (folder, video).",
+        "station), block (the source waits; nothing is lost). auto = drop-oldest for a camera (it cannot wait), "
+        "block for sources whose inputs wait on disk (folders, watched or not; video files).",
     )
     cascade: ConfigBool = Field(
         False, description="Run the segmenter only on patches the classifier flags (for slower devices)."

@@ -4,6 +4,10 @@ A source is a context manager and an iterator of :data:`SourceItem`: frames, per
 errors (:class:`FrameError`) and connection changes (:class:`SourceStatus`). Sources never
 raise for bad input or a lost camera, so one corrupt file or a cable pulled for a minute
 does not stop the station; the runtime counts, logs and publishes these events instead.
+A frame can fail; the source cannot: per-input failures, whatever raised them, are items.
+
+Sources that read files (folder) can remember what was inspected: the runtime calls
+:meth:`FrameSource.mark_done` once a frame's result is durably in the outbox.
 
 ``captured_at`` is a timezone-aware UTC :class:`~datetime.datetime` (the MQTT payloads and
 bundle manifests use aware datetimes, so no epoch/zone ambiguity crosses a boundary);
@@ -52,6 +56,7 @@ class Frame:
     image: np.ndarray
     path: Path | None = None  # the file it came from (folder, video)
     monotonic_s: float = field(default_factory=time.monotonic)
+    file_signature: tuple[int, int] | None = None  # folder: (size bytes, mtime ns) of the file when read
 
     @property
     def width(self) -> int:
@@ -106,9 +111,10 @@ class FrameSource(ABC):
 
     kind: ClassVar[str]
 
-    def __init__(self, target: str, config: SourceConfig) -> None:
+    def __init__(self, target: str, config: SourceConfig, data_dir: Path | None = None) -> None:
         self.target = target
         self.config = config
+        self.data_dir = data_dir  # the station's data dir (None: nothing is kept between runs)
         self.name = config.name or self.kind
         self._stop = threading.Event()
         self._frames = 0
@@ -136,8 +142,21 @@ class FrameSource(ABC):
 
     @property
     def is_live(self) -> bool:
-        """Frames arrive in real time (camera, watched folder): the runtime may drop, not queue, them."""
+        """Frames keep arriving until the source is closed (camera, watched folder)."""
         return False
+
+    @property
+    def drops_when_busy(self) -> bool:
+        """Under backpressure ``auto`` the runtime drops the oldest frame rather than wait (a camera
+        cannot wait); sources whose inputs stay on disk (folders, watched or not) block instead."""
+        return self.is_live
+
+    def mark_done(self, frame: Frame) -> None:
+        """The runtime has stored ``frame``'s result durably; sources that remember inputs record it.
+
+        Called from the inference thread, possibly after the source finished iterating; never raises.
+        """
+        return None
 
     @property
     def stopped(self) -> bool:
@@ -158,17 +177,47 @@ class FrameSource(ABC):
         self.close()
 
     def to_frame(
-        self, raw: np.ndarray, frame_id: str, ref: str, captured_at: datetime, path: Path | None = None
+        self,
+        raw: np.ndarray,
+        frame_id: str,
+        ref: str,
+        captured_at: datetime,
+        path: Path | None = None,
+        *,
+        significant_bits: int | None = None,
+        file_signature: tuple[int, int] | None = None,
     ) -> Frame | FrameError:
         """Convert a decoded image to the model's pixels, or say why it cannot be a frame."""
         try:
-            image = normalize_pixels(raw, self.config.color, self.config.depth)
+            image = normalize_pixels(raw, self.config.color, self.config.depth, significant_bits)
         except ValueError as error:
-            return FrameError(self.name, ref, f"unsupported pixels: {error}", path)
+            return FrameError(
+                self.name, ref, f"unsupported pixels: {error} (source.depth = {self.config.depth.value})", path
+            )
+        except Exception as error:  # noqa: BLE001 - MemoryError and the like fail this frame only
+            return FrameError(self.name, ref, f"pixel conversion failed ({type(error).__name__}: {error})", path)
         want_w, want_h = self.config.expected_width_px, self.config.expected_height_px
         height, width = image.shape[:2]
         if (want_w is not None and width != want_w) or (want_h is not None and height != want_h):
             return FrameError(
                 self.name, ref, f"wrong size {width}x{height} (expected {want_w or '*'}x{want_h or '*'})", path
             )
-        return Frame(frame_id, self.name, self._frames, captured_at, np.ascontiguousarray(image), path)
+        return Frame(
+            frame_id,
+            self.name,
+            self._frames,
+            captured_at,
+            np.ascontiguousarray(image),
+            path,
+            file_signature=file_signature,
+        )
+
+    def frame_size_problem(self, width: int, height: int) -> str | None:
+        """Why a stream declaring ``width`` x ``height`` frames exceeds ``max_frame_pixels``, or None."""
+        limit = self.config.max_frame_pixels
+        if width * height <= limit:
+            return None
+        return (
+            f"declared frame size {width} x {height} px ({width * height / 1e6:.1f} MP) exceeds "
+            f"source.max_frame_pixels = {limit} ({limit / 1e6:.1f} MP)"
+        )

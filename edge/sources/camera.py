@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import cv2
 
@@ -37,8 +38,8 @@ class CameraSource(FrameSource):
 
     kind = "camera"
 
-    def __init__(self, target: str, config: SourceConfig) -> None:
-        super().__init__(target, config)
+    def __init__(self, target: str, config: SourceConfig, data_dir: Path | None = None) -> None:
+        super().__init__(target, config, data_dir)
         self._capture: cv2.VideoCapture | None = None
         self._session = utc_now().strftime("%Y%m%dT%H%M%SZ")
         self._counter = 0
@@ -49,6 +50,12 @@ class CameraSource(FrameSource):
         return True
 
     def _open(self) -> cv2.VideoCapture | None:
+        try:
+            return self._open_capture()
+        except Exception:  # noqa: BLE001 - a backend that raises on open is a camera that cannot be opened
+            return None
+
+    def _open_capture(self) -> cv2.VideoCapture | None:
         target = self.target
         if target.isdigit():
             capture = cv2.VideoCapture(int(target))
@@ -76,6 +83,10 @@ class CameraSource(FrameSource):
         while not self.stopped:
             self._capture = self._open()
             opened, delivered = self._capture is not None, 0
+            too_big = self._declared_size_problem() if opened else None
+            if too_big:  # refused like a failed open (with backoff): reading would allocate the frames
+                self._release()
+                opened = False
             if opened:
                 for item in self._read_until_dropout():
                     if delivered == 0:  # connected means frames arrive, not merely that open() succeeded
@@ -102,7 +113,7 @@ class CameraSource(FrameSource):
                 )
                 continue
             failures += 1
-            why = f"{self.target} delivered no frame" if opened else f"cannot open {self.target}"
+            why = too_big or (f"{self.target} delivered no frame" if opened else f"cannot open {self.target}")
             if config.max_reconnects is not None and failures > config.max_reconnects:
                 yield SourceStatus(self.name, SourceState.DISCONNECTED, f"giving up: {why}", attempt=failures)
                 return
@@ -111,11 +122,26 @@ class CameraSource(FrameSource):
             if not self.sleep(delay):
                 return
 
+    def _declared_size_problem(self) -> str | None:
+        capture = self._capture
+        assert capture is not None
+        try:
+            width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+            height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        except Exception:  # noqa: BLE001 - a backend without the property: frames decide
+            return None
+        problem = self.frame_size_problem(width, height)
+        return f"{self.target}: {problem}" if problem else None
+
     def _read_until_dropout(self) -> Iterator[SourceItem]:
+        """Frames until the stream fails; a read that raises counts as a dropout (then reconnect)."""
         capture = self._capture
         assert capture is not None
         while not self.stopped:
-            ok, raw = capture.read()
+            try:
+                ok, raw = capture.read()
+            except Exception:  # noqa: BLE001 - cv2.error, MemoryError: the stream dropped, reconnect
+                return
             if not ok or raw is None:
                 return
             self._counter += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edge.sources.base import FrameSource
 from edge.sources.camera import CameraSource
 from edge.sources.config import SourceConfig
@@ -17,10 +19,14 @@ SOURCE_KINDS: dict[str, type[FrameSource]] = {
 }
 
 
-def create_source(config: SourceConfig) -> FrameSource:
-    """The source ``config.spec`` names; opening happens when it is iterated, not here."""
+def create_source(config: SourceConfig, data_dir: Path | None = None) -> FrameSource:
+    """The source ``config.spec`` names; opening happens when it is iterated, not here.
+
+    ``data_dir`` is the station's data dir: a folder source keeps its inspected-files ledger
+    there (``source.remember_inspected``); without one nothing is remembered between runs.
+    """
     try:
         cls = SOURCE_KINDS[config.kind]
     except KeyError:
         raise ValueError(f"unknown source kind {config.kind!r}; choose one of {sorted(SOURCE_KINDS)}") from None
-    return cls(config.target, config)
+    return cls(config.target, config, data_dir)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
-from edge.sources.base import FrameSource, SourceItem, utc_now
+from edge.sources.base import FrameError, FrameSource, SourceItem, utc_now
 from edge.sources.config import SourceConfig
 
 SIZE_PATTERN = re.compile(r"^(\d+)x(\d+)$")
@@ -34,16 +35,24 @@ class SyntheticSource(FrameSource):
 
     kind = "synthetic"
 
-    def __init__(self, target: str, config: SourceConfig) -> None:
-        super().__init__(target, config)
+    def __init__(self, target: str, config: SourceConfig, data_dir: Path | None = None) -> None:
+        super().__init__(target, config, data_dir)
         match = SIZE_PATTERN.match(target)
         if match is None or min(int(match[1]), int(match[2])) <= 0:
             raise ValueError(f"synthetic source needs WIDTHxHEIGHT, got {target!r}")
         self.width, self.height = int(match[1]), int(match[2])
+        problem = self.frame_size_problem(self.width, self.height)
+        if problem:
+            raise ValueError(f"synthetic source {target!r}: {problem}")
 
     def _items(self) -> Iterator[SourceItem]:
         index = 0
         while not self.stopped:
             frame_id = f"{self.name}-{index:06d}"
-            yield self.to_frame(synthetic_image(self.width, self.height, index), frame_id, frame_id, utc_now())
+            try:
+                image = synthetic_image(self.width, self.height, index)
+            except MemoryError as error:  # a frame can fail, the source cannot
+                yield FrameError(self.name, frame_id, f"cannot generate the frame (MemoryError: {error})")
+            else:
+                yield self.to_frame(image, frame_id, frame_id, utc_now())
             index += 1

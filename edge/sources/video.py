@@ -16,8 +16,8 @@ class VideoSource(FrameSource):
 
     kind = "video"
 
-    def __init__(self, target: str, config: SourceConfig) -> None:
-        super().__init__(target, config)
+    def __init__(self, target: str, config: SourceConfig, data_dir: Path | None = None) -> None:
+        super().__init__(target, config, data_dir)
         self.path = Path(target).expanduser()
         self._capture: cv2.VideoCapture | None = None
 
@@ -25,14 +25,33 @@ class VideoSource(FrameSource):
         if not self.path.is_file():
             yield FrameError(self.name, str(self.path), "video file not found", self.path)
             return
-        self._capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
-        if not self._capture.isOpened():
+        try:
+            self._capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+            opened = self._capture.isOpened()
+            size = (int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        except Exception as error:  # noqa: BLE001 - the file fails, not the source
+            yield FrameError(self.name, str(self.path), f"cannot open the video ({type(error).__name__}: {error})")
+            return
+        if not opened:
             yield FrameError(self.name, str(self.path), "cannot open the video (unknown format or codec)", self.path)
+            return
+        too_big = self.frame_size_problem(*size)
+        if too_big:
+            yield FrameError(self.name, str(self.path), too_big, self.path)
             return
         stem = safe_id_part(self.path.stem)
         index = 0
         while not self.stopped:
-            ok, raw = self._capture.read()
+            try:
+                ok, raw = self._capture.read()
+            except Exception as error:  # noqa: BLE001 - a corrupt stream ends the file with a named error
+                yield FrameError(
+                    self.name,
+                    f"{stem}-{index:06d}",
+                    f"video decoding failed ({type(error).__name__}: {error})",
+                    self.path,
+                )
+                return
             if not ok or raw is None:
                 if index == 0:
                     yield FrameError(self.name, str(self.path), "the video holds no decodable frame", self.path)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from shared.config import ConfigBool
+from shared.imagefiles import DEFAULT_MAX_PIXELS
 from shared.masks import MASK_DEFECT
 from shared.pixels import ColorPolicy, DepthPolicy, normalize_pixels, to_gray, to_uint8
 from training.data.dataset import (
@@ -28,7 +29,7 @@ from training.data.dataset import (
     ImageRecord,
     dataset_fingerprint,
 )
-from training.data.imageio import BadImageError, encode_png, read_source_image
+from training.data.imageio import BadImageError, encode_png, read_source_file
 from training.data.table import write_rows
 from training.outputs import atomic_output_dir, provenance, write_json_atomic
 
@@ -39,7 +40,20 @@ class ImportOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     color: ColorPolicy = Field(ColorPolicy.GRAY, description="Color inputs: convert to gray or keep BGR.")
-    depth: DepthPolicy = Field(DepthPolicy.SCALE16, description="How 16-bit inputs become 8-bit.")
+    depth: DepthPolicy = Field(
+        DepthPolicy.AUTO,
+        description="How 16-bit inputs become 8-bit (shared.pixels): scale16, scale12, minmax, or auto (as the edge "
+        "does): the header's significant bits or values above 4095 decide; a 16-bit image whose values all fit in "
+        "12 bits with no header saying so is a bad input (choose scale12 or scale16).",
+    )
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_PIXELS,
+        ge=1,
+        le=1 << 31,
+        description="Refuse image files whose header declares more pixels (width x height) before decoding them "
+        "(a bad input; --skip-bad skips it): decompression bombs. Default 32 MP, as the edge's "
+        "source.max_frame_pixels; raise it for larger source images.",
+    )
     mask_threshold: int = Field(
         127, ge=0, le=254, description="Mask pixels above this grey level are defect (binarisation)."
     )
@@ -115,18 +129,25 @@ def _binarize(mask: np.ndarray, options: ImportOptions) -> tuple[np.ndarray, int
     return binary, ambiguous, nonzero
 
 
+def _normalized(raw: np.ndarray, significant_bits: int | None, path: Path, options: ImportOptions) -> np.ndarray:
+    try:
+        return normalize_pixels(raw, options.color, options.depth, significant_bits)
+    except ValueError as error:
+        raise BadImageError(path, f"unsupported pixels: {error} (import.depth = {options.depth.value})") from None
+
+
 def _read_item(item: SourceItem, options: ImportOptions, tally: _Tally) -> tuple[np.ndarray, np.ndarray]:
-    raw = read_source_image(item.image_path)
+    raw, header = read_source_file(item.image_path, options.max_image_pixels)
     if raw.ndim == 3 and raw.shape[2] >= 3:
         tally.color_inputs += 1
     if raw.dtype == np.uint16:
         tally.sixteen_bit_inputs += 1
     height, width = raw.shape[:2]
     if item.mask_path is None:
-        return normalize_pixels(raw, options.color, options.depth), np.zeros((height, width), np.uint8)
+        return _normalized(raw, header.significant_bits, item.image_path, options), np.zeros((height, width), np.uint8)
     if not item.mask_path.is_file():
         raise BadImageError(item.image_path, f"missing mask (expected {item.mask_path})")
-    raw_mask = read_source_image(item.mask_path)
+    raw_mask, _mask_header = read_source_file(item.mask_path, options.max_image_pixels)
     if raw_mask.shape[:2] != (height, width):
         raise BadImageError(
             item.mask_path,
@@ -135,7 +156,7 @@ def _read_item(item: SourceItem, options: ImportOptions, tally: _Tally) -> tuple
     mask, ambiguous, nonzero = _binarize(raw_mask, options)
     tally.ambiguous_pixels[item.label] += ambiguous
     tally.nonzero_mask_pixels[item.label] += nonzero
-    return normalize_pixels(raw, options.color, options.depth), mask
+    return _normalized(raw, header.significant_bits, item.image_path, options), mask
 
 
 def run_import(
