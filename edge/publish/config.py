@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from shared.config import ConfigBool, NonEmptyPath
 from shared.messages import DEFAULT_PREFIX, PREFIX_PATTERN
 
 OUTBOX_SUBPATH = "mqtt/outbox.sqlite3"
@@ -19,12 +20,12 @@ OUTBOX_SUBPATH = "mqtt/outbox.sqlite3"
 class MqttTlsConfig(BaseModel):
     """TLS towards the broker; present = TLS on. Without ``ca_file`` the system CAs are used."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    ca_file: Path | None = Field(None, description="CA certificate (PEM) that signed the broker's certificate.")
-    cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
-    key_file: Path | None = Field(None, description="Client private key (PEM) for mutual TLS.")
-    insecure: bool = Field(
+    ca_file: NonEmptyPath | None = Field(None, description="CA certificate (PEM) that signed the broker's certificate.")
+    cert_file: NonEmptyPath | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: NonEmptyPath | None = Field(None, description="Client private key (PEM) for mutual TLS.")
+    insecure: ConfigBool = Field(
         False, description="Skip the broker host name check (testing only; the certificate chain is still checked)."
     )
 
@@ -38,7 +39,7 @@ class MqttTlsConfig(BaseModel):
 class MqttConfig(BaseModel):
     """How a station talks to its broker (``[mqtt]`` in the TOML, ``PUMP_MQTT__*`` in the environment)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     host: str | None = Field(
         None,
@@ -54,16 +55,17 @@ class MqttConfig(BaseModel):
     qos: Literal[0, 1] = Field(1, description="QoS of results, alerts and defect maps (status: 1, stats: 0).")
     username: str | None = Field(None, min_length=1, description="Broker user name.")
     password: SecretStr | None = Field(None, description="Broker password (prefer password_file).")
-    password_file: Path | None = Field(None, description="File whose first line is the broker password.")
+    password_file: NonEmptyPath | None = Field(None, description="File whose first line is the broker password.")
     tls: MqttTlsConfig | None = Field(None, description="TLS settings; absent = plain TCP.")
     will_delay_s: int = Field(
         10,
         ge=0,
+        le=86400,
         description="MQTT 5 Will Delay Interval: the broker publishes 'offline' only if the station stays "
         "away this long, so a short reconnect does not flash offline (3.1.1: immediate).",
     )
-    reconnect_min_s: float = Field(1.0, gt=0, description="First reconnect delay; doubles per failure.")
-    reconnect_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
+    reconnect_min_s: float = Field(1.0, gt=0, le=3600, description="First reconnect delay; doubles per failure.")
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="Longest reconnect delay.")
     max_inflight: int = Field(
         20, ge=1, le=1000, description="Outbox messages sent but not yet acknowledged; the next go out as acks arrive."
     )
@@ -73,11 +75,12 @@ class MqttConfig(BaseModel):
     defect_map_max_bytes: int = Field(
         256_000,
         ge=1024,
+        le=268_435_455,
         description="Largest defect-map payload; bigger maps are downscaled until they fit (never dropped). "
         "Keep it under the broker's packet size limit (Mosquitto max_packet_size).",
     )
-    stats_interval_s: float = Field(10.0, gt=0, description="How often the runtime publishes stats.")
-    outbox_path: Path | None = Field(
+    stats_interval_s: float = Field(10.0, gt=0, le=3600, description="How often the runtime publishes stats.")
+    outbox_path: NonEmptyPath | None = Field(
         None,
         description=f"SQLite file of the durable outbox and the seq/session counters; "
         f"default <data_dir>/{OUTBOX_SUBPATH}. Keep it across updates: seq continues from it.",
@@ -85,12 +88,14 @@ class MqttConfig(BaseModel):
     outbox_max_rows: int = Field(
         100_000,
         ge=10,
+        le=100_000_000,
         description="Outbox bound. When full, the OLDEST undelivered messages are dropped to make room "
         "(counted in stats.outbox_dropped; the MES sees a seq gap): inspection never blocks on the broker.",
     )
     message_expiry_s: int | None = Field(
         None,
         gt=0,
+        le=4_294_967_295,
         description="MQTT 5 Message Expiry: results older than this are not delivered (the broker drops "
         "them for absent subscribers; the outbox drops them on replay, counted). None = never expire.",
     )
@@ -104,12 +109,14 @@ class MqttConfig(BaseModel):
     refusal_summary_s: float = Field(
         60.0,
         gt=0,
+        le=86400,
         description="While the broker keeps refusing a topic, one 'publish-refused' event per this many seconds "
         "sums up the refusals (the first refusal of a burst raises one at once).",
     )
     status_expiry_s: int | None = Field(
         60,
         ge=3,
+        le=86400,
         description="Lease of a live status (starting, building-engine, online, degraded): its valid_until and, "
         "under MQTT 5, its Message Expiry; the station re-publishes it every third of this (heartbeat). A station "
         "that dies unseen (killed while the broker was down) then drops out of the retained status instead of "

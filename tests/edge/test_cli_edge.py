@@ -99,11 +99,11 @@ def test_doctor_fails_on_a_missing_bundle_and_warns_about_a_dead_broker(tmp_path
     assert rows["broker"]["status"] == "warn" and f"127.0.0.1:{port}" in rows["broker"]["detail"]
 
 
-def test_doctor_reports_invalid_settings_as_a_failed_row(tmp_path):
+def test_doctor_reports_invalid_settings_as_a_failed_row_and_exits_2_like_run(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[geometry]\ntile_px = -3\n")
     code, rows = doctor_rows("--config", str(bad))
-    assert code == 1
+    assert code == 2
     assert rows["settings"]["status"] == "fail" and "geometry.tile_px" in rows["settings"]["detail"]
 
 
@@ -169,3 +169,62 @@ def test_deploy_example_config_loads():
     assert settings.bundles.classifier is not None and settings.bundles.segmenter is not None
     assert settings.mqtt.host and settings.mqtt.tls is not None
     assert str(settings.data_dir).startswith("/var/lib/")
+
+
+# --- issue 8 (item 7): every settings problem exits 2 through the real entry point --------------
+
+PUMP_EDGE = Path(sys.executable).parent / "pump-edge"  # the console script systemd runs
+
+
+def pump_edge_script(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    clean = {key: value for key, value in os.environ.items() if not key.upper().startswith("PUMP_")}
+    return subprocess.run(
+        [str(PUMP_EDGE), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**clean, "COLUMNS": "200", **(env or {})},
+    )
+
+
+def one_line(result: subprocess.CompletedProcess) -> str:
+    return " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("config",), ("run", "--once", "--source", "synthetic:256x256"), ("doctor", "--timeout", "0.2"), ("watch",)],
+)
+def test_a_missing_password_file_exits_2_naming_the_field(tmp_path, bundles, command):
+    password_file = tmp_path / "gone" / "mqtt-password"
+    mqtt = f'host = "127.0.0.1"\nport = {free_port()}\nusername = "s1"\npassword_file = "{password_file}"'
+    config = write_config(tmp_path, *bundles, mqtt=mqtt)
+    result = pump_edge_script(*command, "--config", str(config))
+    assert result.returncode == 2, result.stderr  # was: a traceback and exit 1 (systemd restarted it forever)
+    assert "Traceback" not in result.stderr
+    text = one_line(result) + " ".join(result.stdout.split())
+    assert f"mqtt.password_file: {password_file}: file not found" in text
+
+
+@pytest.mark.parametrize("command", [("config",), ("run", "--once"), ("tiles", "640", "480")])
+def test_pump_config_naming_a_folder_exits_2_naming_it(tmp_path, command):
+    result = pump_edge_script(*command, env={"PUMP_CONFIG": str(tmp_path)})
+    assert result.returncode == 2, result.stderr  # was: IsADirectoryError traceback, exit 1
+    assert f"config file {tmp_path} (named by PUMP_CONFIG): is a folder" in one_line(result)
+    assert "Traceback" not in result.stderr
+
+
+def test_a_config_file_that_is_not_utf8_exits_2_naming_the_file(tmp_path):
+    config = tmp_path / "edge.toml"
+    config.write_bytes(b"\xff\xfe[mqtt]\x00")
+    result = pump_edge_script("config", "--config", str(config))
+    assert result.returncode == 2  # was: exit 2, but "'utf-8' codec can't decode byte 0xff" naming no file
+    assert f"config file {config}: not UTF-8 text (byte 0xff at offset 0)" in one_line(result)
+
+
+def test_an_unknown_pump_variable_exits_2_naming_it_and_the_closest_name(tmp_path):
+    result = pump_edge_script("config", env={"PUMP_STATON_ID": "s7"})
+    assert result.returncode == 2  # was: exit 0, the station silently kept station_id "station1"
+    assert "PUMP_STATON_ID (environment variable): not a setting of EdgeSettings" in one_line(result)
+    assert "did you mean PUMP_STATION_ID?" in one_line(result)

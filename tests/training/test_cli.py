@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,25 @@ def test_errors_are_one_clear_message_and_exit_code_2(tmp_path: Path):
     assert "not a dataset folder" in result.stderr and "Traceback" not in result.stderr
     result = _pump_train("import", "coco", str(tmp_path), str(tmp_path / "out"))
     assert result.returncode == 2 and "unknown import kind" in result.stderr
+
+
+def _pump_train_with(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    clean = {key: value for key, value in os.environ.items() if not key.upper().startswith("PUMP_")}
+    return subprocess.run(
+        [sys.executable, "-m", "training.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean, "COLUMNS": "200", **env},
+    )
+
+
+def test_settings_problems_exit_2_naming_the_file_or_variable(tmp_path: Path):
+    out = str(tmp_path / "out")
+    result = _pump_train_with({"PUMP_CONFIG": str(tmp_path)}, "synth", out, "--dry-run")
+    assert result.returncode == 2, result.stderr  # was: IsADirectoryError traceback, exit 1
+    assert f"config file {tmp_path} (named by PUMP_CONFIG): is a folder" in " ".join(result.stderr.split())
+    result = _pump_train_with({"PUMP_SEDD": "3"}, "synth", out, "--dry-run")
+    assert result.returncode == 2  # was: exit 0 with seed 0
+    assert "PUMP_SEDD" in result.stderr and "did you mean PUMP_SEED?" in " ".join(result.stderr.split())
+    assert not (tmp_path / "out").exists()
