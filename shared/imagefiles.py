@@ -119,9 +119,13 @@ def pixel_budget_problem(header: ImageHeader, max_pixels: int, setting: str) -> 
     if header.pixels <= max_pixels:
         return None
     return (
-        f"declared size {header.width_px} x {header.height_px} px ({header.pixels / 1e6:.1f} MP) exceeds "
-        f"{setting} = {max_pixels} ({max_pixels / 1e6:.1f} MP); refused before decoding"
+        f"declared size {header.width_px} x {header.height_px} px{_megapixels(header.pixels)} exceeds "
+        f"{setting} = {max_pixels}{_megapixels(max_pixels)}; refused before decoding"
     )
+
+
+def _megapixels(pixels: int) -> str:
+    return f" ({pixels / 1e6:.1f} MP)" if pixels >= 100_000 else ""
 
 
 def completeness_problem(data: bytes, kind: ImageFormat) -> str | None:

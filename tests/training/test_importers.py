@@ -1,10 +1,13 @@
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from tests.edge.hostile_frames import png_bomb, png_bytes, png_chunk, png_header_only
 from training.data.dataset import load_dataset
 from training.data.importers import ImportOptions, ImportProblemsError, get_importer, run_import
 from training.data.importers.magnetic_tile import assign_groups
@@ -221,3 +224,88 @@ def test_synth_output_imports_as_a_fixed_structure_dataset(tmp_path: Path):
     assert dataset.fixed_structure and len(dataset.records) == 3
     with pytest.raises(ImportProblemsError, match="frames.jsonl"):
         _import("synth", tmp_path / "ds", tmp_path / "again")
+
+
+# --- hostile inputs (issue 8): bombs and undecodable files are listed bad inputs -------------------
+
+
+def _write_folder_with_bombs(root: Path) -> Path:
+    """Two good images, the ~70-byte PNG declaring 100000 x 100000 and the 0.9 MB 30000 x 30000 PNG bomb."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for stem in ("a_good", "z_good"):
+        cv2.imwrite(str(root / "images" / f"{stem}.png"), np.full((32, 40), 90, np.uint8))
+    (root / "images" / "b_tiny_bomb.png").write_bytes(png_header_only(100000, 100000))
+    (root / "images" / "c_deflate_bomb.png").write_bytes(png_bomb(30000))
+    for stem in ("a_good", "z_good", "b_tiny_bomb", "c_deflate_bomb"):
+        cv2.imwrite(str(root / "masks" / f"{stem}.png"), np.zeros((32, 40), np.uint8))
+    return root
+
+
+def test_bombs_are_listed_bad_inputs_refused_before_decoding(tmp_path: Path):
+    src = _write_folder_with_bombs(tmp_path / "src")
+    with pytest.raises(ImportProblemsError) as caught:
+        _import("folder", src, tmp_path / "ds")
+    problems = {path.name: reason for path, reason in caught.value.problems}
+    assert set(problems) == {"b_tiny_bomb.png", "c_deflate_bomb.png"}
+    assert "100000 x 100000" in problems["b_tiny_bomb.png"]
+    assert "import.max_image_pixels = 32000000" in problems["c_deflate_bomb.png"]
+    assert all("refused before decoding" in reason for reason in problems.values())
+    assert not (tmp_path / "ds").exists()
+
+
+def test_skip_bad_skips_the_bombs_and_imports_the_rest(tmp_path: Path):
+    report = _import("folder", _write_folder_with_bombs(tmp_path / "src"), tmp_path / "ds", skip_bad=True)
+    assert report["imported"] == 2
+    assert sorted(Path(entry["file"]).name for entry in report["skipped"]) == ["b_tiny_bomb.png", "c_deflate_bomb.png"]
+    assert sorted(r.id for r in load_dataset(tmp_path / "ds").records) == ["a_good", "z_good"]
+
+
+def test_the_pixel_budget_is_an_import_setting_inclusive_at_the_limit(tmp_path: Path):
+    src = _write_folder_with_bombs(tmp_path / "src")
+    report = _import("folder", src, tmp_path / "at", skip_bad=True, max_image_pixels=40 * 32)
+    assert report["imported"] == 2
+    with pytest.raises(ImportProblemsError) as caught:
+        _import("folder", src, tmp_path / "below", skip_bad=True, max_image_pixels=40 * 32 - 1)
+    assert len(caught.value.problems) == 4
+    assert "declared size 40 x 32 px exceeds import.max_image_pixels = 1279" in str(caught.value)
+
+
+def test_twelve_bit_images_without_a_stated_depth_are_bad_inputs_under_auto(tmp_path: Path):
+    folder = tmp_path / "deep"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    cv2.imwrite(str(folder / "images/a.png"), np.full((8, 8), 2048, np.uint16))
+    (folder / "images/b.png").write_bytes(
+        png_bytes(np.full((8, 8), 2048, np.uint16), 0, before_idat=(png_chunk(b"sBIT", b"\x0c"),))
+    )
+    for stem in ("a", "b"):
+        cv2.imwrite(str(folder / f"masks/{stem}.png"), np.zeros((8, 8), np.uint8))
+    report = _import("folder", folder, tmp_path / "ds", skip_bad=True)
+    assert [Path(entry["file"]).name for entry in report["skipped"]] == ["a.png"]
+    assert "import.depth = auto" in report["skipped"][0]["reason"]
+    dataset = load_dataset(tmp_path / "ds")
+    assert int(dataset.read_image(dataset.records[0]).max()) == 128, "sBIT 12: 2048 / 4095 * 255"
+
+
+def _pump_train(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "training.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+@pytest.mark.slow
+def test_pump_train_import_reports_the_bombs_without_a_traceback_and_skip_bad_skips_them(tmp_path: Path):
+    src = _write_folder_with_bombs(tmp_path / "src")
+    refused = _pump_train("import", "folder", str(src), str(tmp_path / "ds"))
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr and "b_tiny_bomb.png" in refused.stderr
+    assert "refused before decoding" in refused.stderr
+    skipped = _pump_train("import", "folder", str(src), str(tmp_path / "ds"), "--skip-bad")
+    assert skipped.returncode == 0, skipped.stderr
+    assert "Traceback" not in skipped.stderr
+    assert len(load_dataset(tmp_path / "ds").records) == 2
