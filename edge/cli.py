@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edge.backends.config import Precision
-from edge.config import EdgeSettings
+from edge.config import FILE_PARTS, EdgeSettings, check_files
 from shared.config import ConfigError, load_settings
 from shared.tiling import center_roi, grid_tiles
 
@@ -63,8 +63,12 @@ def _station_settings(
     station: str | None = None,
     data_dir: Path | None = None,
     backend: str | None = None,
+    files: tuple[str, ...] = (),
 ) -> EdgeSettings:
-    """Settings from file + env with the command's flags on top (flags win)."""
+    """Settings from file + env with the command's flags on top (flags win).
+
+    ``files``: the parts whose named files the command reads (:func:`edge.config.check_files`).
+    """
     overrides: dict[str, Any] = {
         "line_id": line,
         "station_id": station,
@@ -74,7 +78,7 @@ def _station_settings(
         "mqtt": _broker_override(broker) or None,
         "backend": {"kind": backend} if backend else None,
     }
-    return load_settings(EdgeSettings, config_file, overrides)
+    return check_files(load_settings(EdgeSettings, config_file, overrides), files)
 
 
 def _setup_logging(level: str) -> None:
@@ -113,14 +117,16 @@ def run(
     from edge.runtime.station import Station
 
     _setup_logging(log_level)
-    settings = _station_settings(config_file, source, classifier, segmenter, broker, line, station, data_dir, backend)
+    settings = _station_settings(
+        config_file, source, classifier, segmenter, broker, line, station, data_dir, backend, files=FILE_PARTS
+    )
     raise typer.Exit(Station(settings, once=once).run())
 
 
 @app.command()
 def config(config_file: Path | None = ConfigOpt) -> None:
-    """Validate the station's settings (file + PUMP_* env) and print them resolved."""
-    settings = load_settings(EdgeSettings, config_file)
+    """Validate the station's settings (file + PUMP_* env, and the files they name) and print them resolved."""
+    settings = check_files(load_settings(EdgeSettings, config_file))
     out_console.print_json(json.dumps(settings.model_dump(mode="json")))
 
 
@@ -206,19 +212,23 @@ def doctor(
 ) -> None:
     """Check that the station can start: settings, bundles, backends, GPU, broker, disk, store, Python.
 
-    Builds nothing (a missing TensorRT engine is a warning). Exit 0 when no check fails, 1 otherwise.
+    Builds nothing (a missing TensorRT engine is a warning). Exit 0 when no check fails, 2 when the
+    settings are invalid or name missing files (as `run` would exit), 1 when another check fails.
     """
     from edge import doctor as checks
 
     results = checks.run_checks(
-        lambda: _station_settings(config_file, source, classifier, segmenter, broker, line, station, data_dir, backend),
+        lambda: _station_settings(
+            config_file, source, classifier, segmenter, broker, line, station, data_dir, backend, files=("mqtt",)
+        ),
         broker_timeout_s=timeout_s,
     )
     if as_json:
         out_console.print_json(json.dumps(checks.as_dicts(results)))
     else:
         out_console.print(checks.render(results))
-    raise typer.Exit(checks.exit_code(results))
+    settings_failed = any(row.check == "settings" and row.status == checks.FAIL for row in results)
+    raise typer.Exit(2 if settings_failed else checks.exit_code(results))
 
 
 @app.command()
@@ -236,7 +246,7 @@ def watch(
     """
     from edge.publish.watch import watch as watch_stations
 
-    mqtt = _station_settings(config_file, broker=broker).mqtt
+    mqtt = _station_settings(config_file, broker=broker, files=("mqtt",)).mqtt
     try:
         watch_stations(mqtt, line or "+", station or "+", duration_s=duration, console=out_console)
     except TimeoutError as error:
