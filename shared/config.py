@@ -16,6 +16,7 @@ Files that settings name are checked by the CLI at start-up, never by a validato
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import sys
 import types
@@ -160,6 +161,42 @@ class _DictSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(self._values)
+
+
+class _AliasEnvSource(PydanticBaseSettingsSource):
+    """``PUMP_<ALIAS>`` (JSON) and ``PUMP_<ALIAS>__KEY...`` for sections with an alias (``import_`` is ``[import]``).
+
+    pydantic-settings looks an aliased field up by its bare alias (``IMPORT__...``), so the
+    documented ``PUMP_IMPORT__MASK_THRESHOLD`` was silently ignored; this source reads it.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], env: dict[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._env = env
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, info in self.settings_cls.model_fields.items():
+            if not info.alias or info.alias == name:
+                continue
+            base = ENV_PREFIX + info.alias.upper()
+            for upper, original in sorted(self._env.items()):
+                text = os.environ[original]
+                if upper == base:
+                    try:
+                        values[info.alias] = json.loads(text)
+                    except json.JSONDecodeError:
+                        values[info.alias] = text  # validation names the variable and refuses it
+                elif upper.startswith(base + "__") and isinstance(values.setdefault(info.alias, {}), dict):
+                    *path, leaf = upper[len(base) + 2 :].lower().split("__")
+                    node = values[info.alias]
+                    for part in path:
+                        node = node.setdefault(part, {})
+                    node[leaf] = text
+        return values
 
 
 # --- where a value came from, and what a misspelt name meant -----------------------------------
@@ -327,7 +364,12 @@ def load_settings(
         def settings_customise_sources(
             cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
         ):  # noqa: ANN001
-            return (init_settings, env_settings, _DictSource(settings_cls, file_values))
+            return (
+                init_settings,
+                env_settings,
+                _AliasEnvSource(settings_cls, env),
+                _DictSource(settings_cls, file_values),
+            )
 
     _Loaded.__name__ = _Loaded.__qualname__ = settings_cls.__name__
     try:

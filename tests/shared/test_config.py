@@ -213,6 +213,16 @@ def test_a_misspelt_nested_key_suggests_the_closest_field(monkeypatch):
         load_settings(EdgeSettings)
 
 
+def test_an_aliased_section_is_read_from_its_documented_pump_variable(monkeypatch):
+    from training.config import TrainSettings
+
+    monkeypatch.setenv("PUMP_IMPORT__MASK_THRESHOLD", "99")  # [import] is the field import_: was silently ignored
+    assert load_settings(TrainSettings).import_.mask_threshold == 99
+    monkeypatch.setenv("PUMP_IMPORT__MASK_THRESHOLD", "999")
+    with pytest.raises(ConfigError, match=r"import.mask_threshold \(from environment variable PUMP_IMPORT__MASK"):
+        load_settings(TrainSettings)
+
+
 def test_pump_config_and_test_variables_are_not_settings_and_pass(tmp_path: Path, monkeypatch):
     config = tmp_path / "edge.toml"
     config.write_text('station_id = "s2"\n')
