@@ -14,13 +14,14 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ValidationError
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from edge.publish.broker import LOOPBACK
@@ -55,6 +56,7 @@ class Received:
     message: BaseModel | None  # the parsed JSON payload; None for defect maps and invalid payloads
     error: str | None = None
     received_at: float = field(default_factory=time.time)
+    message_expiry_s: int | None = None  # MQTT 5 Message Expiry left when it arrived
 
 
 class SeqTracker:
@@ -186,6 +188,7 @@ class MessageCollector:
             user_properties=dict(getattr(properties, "UserProperty", []) or []),
             message=parsed,
             error=error,
+            message_expiry_s=getattr(properties, "MessageExpiryInterval", None),
         )
         with self._lock:
             self._messages.append(received)
@@ -258,7 +261,7 @@ class WatchView:
                     f"{message.line}/{message.station}",
                     "ALERT",
                     str(message.seq),
-                    "NG",
+                    message.verdict.value,
                     str(message.defect_count),
                     f"{message.worst_score:.2f}",
                     "",
@@ -275,11 +278,17 @@ class WatchView:
         states = Table(title="stations", show_edge=False)
         for column in ("station", "state", "session", "since", "models"):
             states.add_column(column)
+        now = datetime.now(timezone.utc)
         for name, status in sorted(self.statuses.items()):
-            style = {"online": "green", "offline": "red", "stopped": "yellow"}.get(status.state.value, "cyan")
+            state = status.state.value
+            style = {"online": "green", "offline": "red", "stopped": "yellow", "degraded": "magenta"}.get(state, "cyan")
+            if status.valid_until is not None and status.valid_until < now:
+                state, style = f"gone? ({state}, lease ran out {_clock(status.valid_until)})", "red"
+            elif status.problems:
+                state += ": " + "; ".join(status.problems)
             states.add_row(
                 name,
-                f"[{style}]{status.state.value}[/]",
+                f"[{style}]{escape(state)}[/]",
                 str(status.session),
                 _clock(status.timestamp),
                 ", ".join(status.models.values()),

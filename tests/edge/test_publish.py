@@ -228,6 +228,22 @@ def test_the_watch_view_shows_states_results_and_alerts():
     assert "results 2 (NG 1), alerts 1" in text and "missing 1" in text
 
 
+def test_the_watch_view_flags_a_degraded_station_and_one_whose_lease_ran_out():
+    view = WatchView()
+    common = dict(software_version="1", config_hash="h", session=1, timestamp=NOW)
+    degraded = StatusMessage(
+        line="l1", station="st1", state="degraded", problems=["broker refuses p/l1/st1/result"], **common
+    )
+    lapsed = StatusMessage(line="l1", station="st2", state="online", valid_until=NOW, **common)  # 2025: long past
+    for message in (degraded, lapsed):
+        view.add(Received("t", "status", "l1", message.station, b"", True, 1, None, {}, message))
+    console = Console(width=200, record=True)
+    console.print(view.render())
+    text = console.export_text()
+    assert "degraded: broker refuses p/l1/st1/result" in text
+    assert "gone? (online, lease ran out" in text
+
+
 def test_a_missing_mosquitto_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(broker, "find_mosquitto", lambda: None)
     with pytest.raises(broker.MosquittoNotFound, match="apt-get install mosquitto"):

@@ -66,6 +66,7 @@ def main() -> int:
     parser.add_argument("--start-index", type=int, default=0)
     parser.add_argument("--interval", type=float, default=0.0)
     parser.add_argument("--will-delay", type=int, default=1)
+    parser.add_argument("--status-expiry", type=int, default=60, help="status lease, s (0: none)")
     parser.add_argument("--hold", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(message)s")
@@ -74,6 +75,7 @@ def main() -> int:
         port=args.port,
         outbox_path=args.outbox,
         will_delay_s=args.will_delay,
+        status_expiry_s=args.status_expiry or None,
         reconnect_min_s=0.1,
         reconnect_max_s=0.5,
     )
