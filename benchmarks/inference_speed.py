@@ -32,19 +32,20 @@ from torch import nn
 
 from shared.bundle import load_bundle
 from shared.config import GeometryConfig
-from training.cli_models import PRESETS
 from training.export import export_bundle
 from training.models.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from training.models.classifier import ClassifierSpec, create_classifier
 from training.models.segmenter import SegmenterSpec, create_segmenter
 from training.outputs import package_versions, write_json_atomic
+from training.train.config import ClassifierSettings
 
 TARGET_RATIO = 1.5
 TRAIN_BATCH = 32
 BATCHES = (1, 64)
 BATCH1_CALLS_PER_ITERATION = 10  # batch-1 calls are short; more of them give a stable median
 MODELS: dict[str, tuple[str, ClassifierSpec | SegmenterSpec]] = {
-    "classifier cpu preset": ("classifier", PRESETS["cpu"].classifier),  # w0.5, 64 px, max pool, patch norm
+    # w0.5, 64 px, max pool, patch norm
+    "classifier cpu preset": ("classifier", ClassifierSettings(preset="cpu").model.spec(128)),
     "classifier full": ("classifier", ClassifierSpec()),
     "segmenter seresnet18": ("segmenter", SegmenterSpec(encoder="tu-seresnet18")),
 }

@@ -4,7 +4,7 @@ Why: an experiment is 9+ training runs, so its wall time is set by how many patc
 second the machine trains *in total*. Small convolutions use two threads poorly, so two
 single-thread runs side by side (``experiment --workers 2``) can beat one two-thread run;
 bfloat16 autocast uses the AVX512-BF16/AMX units where the CPU has them. Every setting
-runs the real training step (``training_autocast``, channels-last ``to_tensor``, AdamW) of
+runs the real training step (``runtime.autocast``, channels-last ``to_tensor``, AdamW) of
 the cpu preset's classifier, in fresh processes, one after another in one invocation.
 
     python benchmarks/train_throughput.py --steps 40 --json-out train_throughput.json
@@ -42,15 +42,14 @@ def _worker(precision: str, threads: int, steps: int, batch_size: int, seed: int
     import torch
     import torch.nn.functional as F
 
-    from training.cli_models import PRESETS
     from training.models.classifier import create_classifier
-    from training.train.schedule import Schedule, to_tensor, training_autocast
+    from training.train.config import ClassifierSettings
+    from training.train.runtime import autocast, to_tensor
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    spec = PRESETS["cpu"].classifier
-    schedule = Schedule(precision=precision)
+    spec = ClassifierSettings(preset="cpu").model.spec(input_px=128)
     device = torch.device("cpu")
     model = create_classifier(spec).to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -58,7 +57,7 @@ def _worker(precision: str, threads: int, steps: int, batch_size: int, seed: int
     labels = torch.from_numpy((rng.random(batch_size) < 0.1).astype(np.float32))
 
     def step() -> None:
-        with training_autocast(schedule, device):
+        with autocast(precision, device):
             logits = model(to_tensor(images, device))[:, 0]
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)

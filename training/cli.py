@@ -7,18 +7,18 @@ writes its output atomically, and records what made it beside the output.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from shared.config import ConfigError, load_settings
+from shared.config import ConfigError
 from shared.pixels import ColorPolicy, DepthPolicy
-from training.config import TrainSettings
+from training.cli_common import ConfigOpt, DryRunOpt, OverwriteOpt, QuietOpt, SeedOpt, console, out_console
+from training.cli_common import load_train_settings as _settings
+from training.cli_common import print_dry_run as _dry_run
+from training.cli_common import print_json as _print_json
 from training.data.blend import BlendMode
 from training.data.importers import IMPORTERS, ImportProblemsError, get_importer, run_import
 from training.data.paste import PasteLocation
@@ -27,37 +27,17 @@ from training.data.table import ManifestError
 from training.outputs import OutputExistsError
 
 app = typer.Typer(
-    help="Training side of pump inspection: synthetic frames, dataset import, patches, defect pasting.",
+    help="Training side of pump inspection: synthetic frames, dataset import, patches, defect pasting, "
+    "classifier and segmenter training, experiments, export.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out_console = Console()
-
-ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (default: $PUMP_CONFIG).")
-SeedOpt = typer.Option(None, "--seed", help="Random seed (default: settings `seed`, 0).")
-DryRunOpt = typer.Option(False, "--dry-run", help="Print the resolved config and exit without doing anything.")
-OverwriteOpt = typer.Option(False, "--overwrite", help="Replace OUT if it exists (only after the new one is complete).")
-QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
-
-
-def _settings(config: Path | None, overrides: dict[str, Any]) -> TrainSettings:
-    return load_settings(TrainSettings, config, overrides)
-
-
-def _dry_run(settings: TrainSettings, *sections: str) -> None:
-    dump = settings.model_dump(mode="json", by_alias=True)
-    out_console.print_json(json.dumps({"seed": dump["seed"], **{key: dump[key] for key in sections}}))
-
-
-def _print_json(title: str, payload: dict) -> None:
-    console.print(f"[bold]{title}[/bold]")
-    out_console.print_json(json.dumps(payload, default=str))
 
 
 @app.command()
 def synth(
+    *,
     out: Path = typer.Argument(..., help="Output folder (images/, masks/, frames.jsonl, synth.json)."),
     frames: int = typer.Option(16, "--frames", "-n", min=1, help="Number of frames to render."),
     width: int | None = typer.Option(None, "--width", help="Frame width in px (default 3200)."),
@@ -80,6 +60,7 @@ def synth(
 
 @app.command("import")
 def import_(
+    *,
     kind: str = typer.Argument(..., help=f"Source layout: {', '.join(IMPORTERS)}."),
     src: Path = typer.Argument(..., help="Source folder."),
     out: Path = typer.Argument(..., help="Dataset folder to create."),
@@ -117,6 +98,7 @@ def import_(
 
 @app.command()
 def patches(
+    *,
     dataset: Path = typer.Argument(..., help="Dataset folder (from `pump-train import`)."),
     out: Path = typer.Argument(..., help="Patch set folder to create."),
     mode: PatchMode | None = typer.Option(None, "--mode", help="random (thesis, default) or grid (edge tiling)."),
@@ -160,7 +142,7 @@ def patches(
         out,
         settings.geometry,
         settings.patches,
-        settings.seed,
+        seed=settings.seed,
         overwrite=overwrite,
         progress=not quiet,
     )
@@ -169,6 +151,7 @@ def patches(
 
 @app.command()
 def paste(
+    *,
     patches_dir: Path = typer.Argument(..., metavar="PATCHES", help="Real patch set (from `pump-train patches`)."),
     out: Path = typer.Argument(..., help="Patch set folder for the pasted patches."),
     per_defect: int | None = typer.Option(None, "--per-defect", "-k", help="Pasted copies per defect (default 4)."),
@@ -209,6 +192,7 @@ def paste(
 
 @app.command()
 def show(
+    *,
     patches_dir: Path = typer.Argument(..., metavar="PATCHES", help="A patch set (real or pasted)."),
     out: Path = typer.Option(Path("grid.png"), "--out", "-o", help="PNG to write."),
     rows: int = typer.Option(6, "--rows", min=1),
@@ -225,6 +209,7 @@ def show(
 
 @app.command()
 def ingest(
+    *,
     export: Path = typer.Argument(..., metavar="EXPORT", help="Uncertain-patch export (`pump-edge export-uncertain`)."),
     patches_dir: Path = typer.Argument(..., metavar="PATCHES", help="Patch set to add the line patches to."),
     out: Path | None = typer.Option(
@@ -232,17 +217,29 @@ def ingest(
     ),
     overwrite: bool = OverwriteOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Verify the export and report; write nothing."),
+    max_member_mb: float = typer.Option(
+        16.0, "--max-member-mb", min=0.001, max=1e6, help="Largest crop PNG accepted from the archive (MB)."
+    ),
+    max_total_mb: float = typer.Option(
+        8192.0, "--max-total-mb", min=0.001, max=1e7, help="Most bytes the archive may unpack to in all (MB)."
+    ),
 ) -> None:
-    """Add uncertain patches from the line as origin=line, unlabelled rows (the pool for GAN retraining)."""
-    from training.data.ingest import ingest_export
+    """Add uncertain patches from the line as origin=line, unlabelled rows (the pool for GAN retraining).
 
-    report = ingest_export(export, patches_dir, out=out, overwrite=overwrite, dry_run=dry_run)
+    The archive is checked member by member on its tar headers before anything is unpacked: only
+    the manifest and the crops it lists, at their listed sizes, within the size limits.
+    """
+    from training.data.ingest import MB, IngestLimits, ingest_export
+
+    limits = IngestLimits(member_bytes=int(max_member_mb * MB), total_bytes=int(max_total_mb * MB))
+    report = ingest_export(export, patches_dir, out=out, overwrite=overwrite, dry_run=dry_run, limits=limits)
     verb = "would add" if dry_run else "added"
     _print_json(f"{verb} {report['added']} line patches to {report['out']} ({report['duplicates']} duplicates)", report)
 
 
 @app.command()
 def demo(
+    *,
     out: Path = typer.Argument(Path("demo-out"), help="Folder for every stage's output."),
     frames: int = typer.Option(24, "--frames", "-n", min=2, help="Synthetic frames to render."),
     width: int | None = typer.Option(None, "--width", help="Frame width (default 3200)."),

@@ -6,21 +6,18 @@ import numpy as np
 import pytest
 import torch
 
+from training.data.assemble import weighted_sampling_weights
+from training.data.library import PatchLibrary, split_records
 from training.data.paste import PasteOptions, make_pasted
-from training.experiments.data import PatchLibrary, split_records
+from training.data.pools import MissingPoolError, draw_from_pool, open_pool
 from training.experiments.report import VIEWS, markdown_table, verdict
 from training.experiments.runner import ExperimentConfig, planned_runs, read_runs, run_experiment, run_key
-from training.experiments.sources import MissingPoolError, draw_from_pool, open_pool
 from training.models.checkpoint import load_checkpoint
 from training.models.classifier import ClassifierSpec
 from training.models.segmenter import SegmenterSpec
-from training.train.classifier import (
-    ClassifierData,
-    few_positives_warning,
-    train_classifier,
-    weighted_sampling_weights,
-)
-from training.train.schedule import Schedule, predict, resolve_device
+from training.train.classifier import ClassifierData, few_positives_warning, train_classifier
+from training.train.runtime import predict, resolve_device
+from training.train.schedule import Schedule
 from training.train.segmenter import SegmenterData, train_segmenter
 
 TINY = ClassifierSpec(width=0.125, internal_px=32, input_px=32)
@@ -41,7 +38,7 @@ def _data(patchset, val_seed=None):
 
 def test_classifier_run_writes_a_loadable_checkpoint_and_its_metrics(small_patchset, tmp_path):
     data = _data(small_patchset)
-    result = train_classifier(data, TINY, TINY_SCHEDULE, tmp_path / "run", {"name": "t"}, progress=False)
+    result = train_classifier(data, TINY, TINY_SCHEDULE, tmp_path / "run", context={"name": "t"}, progress=False)
     for key in (
         "test_f1",
         "test_auroc",
@@ -65,8 +62,8 @@ def test_classifier_run_writes_a_loadable_checkpoint_and_its_metrics(small_patch
 
 def test_same_seed_gives_the_same_run(small_patchset, tmp_path):
     data = _data(small_patchset)
-    first = train_classifier(data, TINY, TINY_SCHEDULE, tmp_path / "a", {}, progress=False)
-    second = train_classifier(data, TINY, TINY_SCHEDULE, tmp_path / "b", {}, progress=False)
+    first = train_classifier(data, TINY, TINY_SCHEDULE, tmp_path / "a", progress=False)
+    second = train_classifier(data, TINY, TINY_SCHEDULE, tmp_path / "b", progress=False)
     assert first["test_auroc"] == second["test_auroc"] and first["threshold"] == second["threshold"]
 
 
@@ -135,7 +132,8 @@ def test_parallel_workers_train_the_same_runs_as_one_process(small_patchset, pas
         pools={"pasted": str(pasted_pool)},
     )
     one = {r["key"]: r for r in run_experiment(small_patchset.root, tmp_path / "one", config, progress=False)}
-    two = {r["key"]: r for r in run_experiment(small_patchset.root, tmp_path / "two", config, False, workers=2)}
+    two_rows = run_experiment(small_patchset.root, tmp_path / "two", config, progress=False, workers=2)
+    two = {r["key"]: r for r in two_rows}
     assert sorted(one) == sorted(two) == sorted(run_key(*run) for run in planned_runs(config))
     for key, row in one.items():  # same seed, same single thread: the same numbers
         assert float(two[key]["test_auroc"]) == pytest.approx(float(row["test_auroc"]), abs=1e-6), key
@@ -151,7 +149,7 @@ def test_a_batch_with_too_few_defects_is_flagged_before_training():
 
 def test_bf16_training_runs_and_keeps_an_fp32_checkpoint(small_patchset, tmp_path):
     schedule = Schedule(**{**TINY_SCHEDULE.to_dict(), "precision": "bf16"})
-    result = train_classifier(_data(small_patchset), TINY, schedule, tmp_path / "run", {}, progress=False)
+    result = train_classifier(_data(small_patchset), TINY, schedule, tmp_path / "run", progress=False)
     assert 0 <= result["test_auroc"] <= 1 or np.isnan(result["test_auroc"])
     checkpoint = load_checkpoint(tmp_path / "run")
     assert all(v.dtype in (torch.float32, torch.int64) for v in checkpoint.state_dict.values())
@@ -201,7 +199,7 @@ def test_segmenter_run_reports_the_thesis_metrics(small_patchset, tmp_path):
     )
     spec = SegmenterSpec(encoder="resnet18", input_px=32)
     result = train_segmenter(
-        data, spec, Schedule(iterations=2, val_every=2, batch_size=4), tmp_path / "seg", {}, progress=False
+        data, spec, Schedule(iterations=2, val_every=2, batch_size=4), tmp_path / "seg", progress=False
     )
     for key in ("test_defect_iou", "test_healthy_iou", "test_mean_iou", "test_patch_f1_k1", "val_defect_iou"):
         assert key in result
@@ -238,7 +236,7 @@ def test_first_seed_shifts_the_planned_seeds_so_machines_can_share_an_experiment
 
 
 def test_augmentation_keeps_masks_aligned_and_jitters_brightness_within_bounds():
-    from training.train.schedule import augment_geometric, augment_photometric
+    from training.train.augment import augment_geometric, augment_photometric
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (64, 16, 16), dtype=np.uint8)

@@ -22,16 +22,17 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
+from training.data.assemble import assemble_run
+from training.data.library import PatchLibrary, SplitRecords, split_records
 from training.data.patchset import load_patchset
-from training.experiments.data import PatchLibrary, SplitRecords, split_records, with_healthy
-from training.experiments.sources import Method, draw_from_pool, get_method, open_pool
+from training.data.pools import open_pools
+from training.experiments.sources import Method, get_method
 from training.models.classifier import ClassifierSpec
 from training.models.segmenter import SegmenterSpec
 from training.outputs import provenance, write_json_atomic
-from training.train.classifier import ClassifierData, train_classifier, weighted_sampling_weights
+from training.train.classifier import ClassifierData, train_classifier
 from training.train.schedule import Schedule
 from training.train.segmenter import SegmenterData, train_segmenter
 
@@ -110,57 +111,40 @@ def _flatten(result: dict) -> dict:
     return flat
 
 
-def _run(
-    config: ExperimentConfig,
-    library: PatchLibrary,
-    split: SplitRecords,
-    method: Method,
-    size: int,
-    seed: int,
-    pools: dict,
-    run_dir: Path,
-    context: dict,
-    progress: bool,
-) -> dict:
-    rng = np.random.default_rng([seed, size, 7])
-    train_records = list(split.train)
-    val_records, test_records = split.val, split.test
+def _run(state: _RunState, method: Method, *, size: int, seed: int, progress: bool) -> dict:
+    """One arm of one seed: :func:`assemble_run` (the call a single run makes), then train."""
+    config = state.config
+    key = run_key(method.key, size, seed)
+    run = assemble_run(
+        library=state.library,
+        split=state.splits[seed],
+        seed=seed,
+        pools=state.pools,
+        healthy_share=config.healthy_share if config.task == SEGMENTATION else None,
+        **method.assembly(size),
+    )
+    schedule = config.schedule.model_copy(update={"seed": seed})
+    run_dir, context = state.out_dir / "runs" / key, {**state.context, "name": key}
     if config.task == SEGMENTATION:
-        train_records = with_healthy(train_records, config.healthy_share, rng)
-        val_records = with_healthy(val_records, config.healthy_share, rng)
-        test_records = with_healthy(test_records, config.healthy_share, np.random.default_rng(0))
-    train = library.select(train_records)
-    drawn = 0
-    if method.augment_origin and size > 0:
-        pool_set, pool_library = pools[method.augment_origin]
-        extra = draw_from_pool(pool_set, size, split.train_groups, rng)
-        drawn = len(extra)
-        if extra:
-            train = type(train).concat([train, pool_library.select(extra)])
-    schedule = Schedule(**{**config.schedule.to_dict(), "seed": seed})
-    if config.task == SEGMENTATION:
-        data = SegmenterData(train, library.select(val_records), library.select(test_records))
-        result = train_segmenter(data, config.spec, schedule, run_dir, context, config.threshold, progress)
+        data = SegmenterData(run.train, run.val, run.test)
+        result = train_segmenter(
+            data, config.spec, schedule, run_dir, context=context, threshold=config.threshold, progress=progress
+        )
     else:
-        weights = None
-        if method.weighted:
-            labels = train.labels
-            target = (labels.sum() + size) / (len(labels) + size)
-            weights = weighted_sampling_weights(labels, float(target))
-        data = ClassifierData(train, library.select(val_records), library.select(test_records), weights)
-        result = train_classifier(data, config.spec, schedule, run_dir, context, progress)
+        data = ClassifierData(run.train, run.val, run.test, run.sample_weights)
+        result = train_classifier(data, config.spec, schedule, run_dir, context=context, progress=progress)
     return {
-        "key": run_key(method.key, size, seed),
+        "key": key,
         "method": method.key,
         "size": size,
         "seed": seed,
-        "synthetic_drawn": drawn,
+        "synthetic_drawn": run.drawn_total,
         **_flatten(result),
     }
 
 
 def run_experiment(
-    patches_dir: Path, out_dir: Path, config: ExperimentConfig, progress: bool = True, workers: int = 1
+    patches_dir: Path, out_dir: Path, config: ExperimentConfig, *, progress: bool = True, workers: int = 1
 ) -> list[dict]:
     """Run (or resume) every planned run, ``workers`` at a time; returns all rows of runs.csv."""
     out_dir = Path(out_dir)
@@ -173,11 +157,8 @@ def run_experiment(
     patchset = load_patchset(patches_dir)
     methods = [get_method(key) for key in config.methods]
     pool_paths = {origin: Path(path) for origin, path in config.pools.items()}
-    needed = {m.augment_origin for m in methods if m.augment_origin}
-    pools = {}
-    for origin in sorted(needed):
-        pool = open_pool(origin, pool_paths)  # fails before any training when a pool is missing
-        pools[origin] = (pool, PatchLibrary(pool, progress))
+    needed = {origin for m in methods for origin in m.assembly(1)["augment"]}
+    pools = open_pools(needed, pool_paths, progress)  # fails before any training when a pool is missing
     write_json_atomic(
         identity_path,
         {
@@ -206,7 +187,7 @@ def run_experiment(
         seed: split_records(patchset, val_seed=seed, val_fraction=config.val_fraction)
         for seed in sorted({seed for _, _, seed in pending})
     }
-    state = _RunState(config, library, splits, pools, out_dir, context)
+    state = _RunState(config=config, library=library, splits=splits, pools=pools, out_dir=out_dir, context=context)
     if workers <= 1 or len(pending) <= 1:
         for run in pending:
             print(f"run {run_key(*run)}", flush=True)
@@ -223,24 +204,12 @@ class _RunState:
     config: ExperimentConfig
     library: PatchLibrary
     splits: dict[int, SplitRecords]
-    pools: dict
+    pools: dict[str, PatchLibrary]
     out_dir: Path
     context: dict
 
     def run(self, method_key: str, size: int, seed: int, progress: bool) -> dict:
-        key = run_key(method_key, size, seed)
-        return _run(
-            self.config,
-            self.library,
-            self.splits[seed],
-            get_method(method_key),
-            size,
-            seed,
-            self.pools,
-            self.out_dir / "runs" / key,
-            {**self.context, "name": key},
-            progress,
-        )
+        return _run(self, get_method(method_key), size=size, seed=seed, progress=progress)
 
 
 _WORKER_STATE: _RunState | None = None

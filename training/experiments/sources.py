@@ -1,20 +1,15 @@
-"""Methods (how a run's training data is made) and the synthetic pools they draw from.
+"""Methods: how an experiment arm's training data is made from the real split and the pools.
 
 A method names an augmentation *origin* (``pasted``, later ``gan``, ``semgan``) and/or
-weighted sampling. Pools are patch sets of that origin passed as ``--pool ORIGIN=DIR``;
-the GAN issue only registers new methods here. Synthetic patches are drawn into the
-training split only, and only those whose destination and source groups are both in
-this run's training groups (no leakage into a re-drawn validation split).
+weighted sampling; :meth:`Method.assembly` turns it and a size into the arguments of
+:func:`training.data.assemble.assemble_run`, the same call a single run makes. Pools are
+patch sets of that origin passed as ``--pool ORIGIN=DIR`` (:mod:`training.data.pools`); the
+GAN issue only registers new methods here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
-
-from training.data.patchset import PatchRecord, PatchSet, load_patchset
 
 
 @dataclass(frozen=True)
@@ -23,6 +18,13 @@ class Method:
     description: str
     augment_origin: str | None = None  # draw --augment-size patches from this pool
     weighted: bool = False  # oversample real defects to the share the pool would give
+
+    def assembly(self, size: int) -> dict:
+        """``augment`` and ``weighted_size`` of :func:`~training.data.assemble.assemble_run` at ``size``."""
+        return {
+            "augment": {self.augment_origin: size} if self.augment_origin else {},
+            "weighted_size": size if self.weighted else None,
+        }
 
 
 METHODS: dict[str, Method] = {
@@ -37,63 +39,7 @@ METHODS: dict[str, Method] = {
 }
 
 
-class MissingPoolError(ValueError):
-    """A method needs a synthetic pool that was not given or does not exist."""
-
-
 def get_method(key: str) -> Method:
     if key not in METHODS:
         raise ValueError(f"unknown method {key!r}; choose from {sorted(METHODS)}")
     return METHODS[key]
-
-
-def parse_pools(values: list[str]) -> dict[str, Path]:
-    """``ORIGIN=DIR`` flags -> {origin: path}."""
-    pools: dict[str, Path] = {}
-    for value in values:
-        origin, sep, path = value.partition("=")
-        if not sep or not origin or not path:
-            raise ValueError(f"--pool {value!r}: expected ORIGIN=DIR, e.g. pasted=data/pasted")
-        pools[origin] = Path(path)
-    return pools
-
-
-def parse_augment(values: list[str]) -> dict[str, int]:
-    """``SOURCE:N`` flags -> {origin: count}."""
-    counts: dict[str, int] = {}
-    for value in values:
-        origin, sep, count = value.partition(":")
-        if not sep or not count.isdigit():
-            raise ValueError(f"--augment {value!r}: expected SOURCE:N, e.g. pasted:2000")
-        counts[origin] = int(count)
-    return counts
-
-
-def open_pool(origin: str, pools: dict[str, Path]) -> PatchSet:
-    """The pool patch set of ``origin``; a missing one is a clear error naming what to pass."""
-    if origin not in pools:
-        raise MissingPoolError(
-            f"method needs a synthetic pool of origin {origin!r}: pass --pool {origin}=DIR "
-            f"(pasted pools come from `pump-train paste`; GAN pools from the GAN commands)"
-        )
-    path = pools[origin]
-    if not (path / "patchset.json").is_file():
-        raise MissingPoolError(f"pool {origin!r} at {path} does not exist or is not a patch set")
-    pool = load_patchset(path)
-    origins = {record.origin for record in pool.records}
-    if origins != {origin}:
-        raise MissingPoolError(f"pool {path} holds origins {sorted(origins)}, expected only {origin!r}")
-    return pool
-
-
-def draw_from_pool(pool: PatchSet, count: int, train_groups: set[str], rng: np.random.Generator) -> list[PatchRecord]:
-    """Up to ``count`` pool rows whose groups (and source groups) are all training groups."""
-    usable = [
-        record
-        for record in pool.records
-        if (not record.group or record.group in train_groups)
-        and (not record.source_group or record.source_group in train_groups)
-    ]
-    if count >= len(usable):
-        return usable
-    return [usable[i] for i in sorted(rng.choice(len(usable), size=count, replace=False))]

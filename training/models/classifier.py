@@ -13,33 +13,15 @@ graph too), so exposure changes between frames or stations do not shift the inpu
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from training.models.specs import ClassifierSpec
+
 MIN_PATCH_STD = 0.02  # per-patch normalisation must not blow sensor noise on a flat patch up to full scale
-
-
-@dataclass(frozen=True)
-class ClassifierSpec:
-    """Everything needed to rebuild a classifier for loading or export."""
-
-    name: str = "resnet18"
-    in_channels: int = 1
-    input_px: int = 128  # what the module accepts (the patch size)
-    internal_px: int = 128  # what the backbone sees (64 trains ~4x faster on a CPU)
-    width: float = 1.0  # channel multiplier of the ResNet-18 topology (1.0 = torchvision resnet18)
-    mean: float = 0.5
-    std: float = 0.25
-    pooling: str = "avg"  # "avg" (torchvision) or "max": a tiny defect is not averaged away
-    input_norm: str = "fixed"  # "fixed" (mean/std above) or "patch" (each patch's own mean/std)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class _ScaledResNet18(ResNet):
@@ -92,6 +74,8 @@ class PatchClassifier(nn.Module):
 
 
 CLASSIFIERS = {"resnet18": ClassifierSpec}
+
+__all__ = ["CLASSIFIERS", "ClassifierSpec", "PatchClassifier", "create_classifier"]
 
 
 def create_classifier(spec: ClassifierSpec) -> PatchClassifier:

@@ -7,26 +7,13 @@ classifier ([0, 1] float NCHW, normalisation inside); output: defect logits (N, 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-ENCODER_PRESETS = {"thesis": "se_resnext50_32x4d", "cpu": "tu-seresnet18"}
+from training.models.specs import ENCODER_PRESETS, SegmenterSpec
 
-
-@dataclass(frozen=True)
-class SegmenterSpec:
-    arch: str = "fpn"
-    encoder: str = "tu-seresnet18"
-    in_channels: int = 1
-    input_px: int = 128
-    mean: float = 0.5
-    std: float = 0.25
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+__all__ = ["ENCODER_PRESETS", "PatchSegmenter", "SegmenterSpec", "create_segmenter"]
 
 
 class PatchSegmenter(nn.Module):

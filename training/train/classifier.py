@@ -26,18 +26,11 @@ from training.data.arrays import PatchArrays
 from training.metrics import classification_metrics, per_class_recall, roc_auc, tune_threshold
 from training.models.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from training.models.classifier import ClassifierSpec, create_classifier
+from training.train.augment import augment_batch
 from training.train.curves import plot_curves
-from training.train.schedule import (
-    MetricsLog,
-    Schedule,
-    augment_batch,
-    predict,
-    resolve_device,
-    seed_everything,
-    set_threads,
-    to_tensor,
-    training_autocast,
-)
+from training.train.runlog import RunLog
+from training.train.runtime import Runtime, predict, start_runtime
+from training.train.schedule import Schedule
 
 TRAIN_AUROC_SAMPLE = 3000
 
@@ -50,16 +43,6 @@ class ClassifierData:
     val: PatchArrays
     test: PatchArrays
     sample_weights: np.ndarray | None = None  # per train patch; None = uniform
-
-
-def weighted_sampling_weights(labels: np.ndarray, target_defect_share: float) -> np.ndarray:
-    """Per-patch weights giving defect patches ``target_defect_share`` of the draws."""
-    positives = float(labels.sum())
-    negatives = float(len(labels) - positives)
-    if positives == 0 or negatives == 0 or not 0 < target_defect_share < 1:
-        return np.ones(len(labels))
-    defect_weight = target_defect_share * negatives / (positives * (1.0 - target_defect_share))
-    return np.where(labels > 0, defect_weight, 1.0)
 
 
 MIN_POSITIVES_PER_BATCH = 4.0
@@ -108,20 +91,27 @@ def train_classifier(
     spec: ClassifierSpec,
     schedule: Schedule,
     out_dir: Path,
-    context: dict,
+    *,
+    context: dict | None = None,
     progress: bool = True,
     init_state: dict[str, torch.Tensor] | None = None,
 ) -> dict:
-    """Train, keep the best validation weights, score test; writes model.pt, metrics.jsonl, curves.png."""
+    """Train, keep the best validation weights, score test; writes model.pt, metrics.jsonl, curves.png.
+
+    ``context`` carries what the checkpoint records besides the weights: ``geometry``,
+    ``data_fingerprint`` and the run's ``name``.
+    """
+    context = context or {}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    set_threads(schedule.threads)
-    rng = seed_everything(schedule.seed)
-    device = resolve_device(schedule.device)
+    runtime = start_runtime(
+        seed=schedule.seed, device=schedule.device, threads=schedule.threads, precision=schedule.precision
+    )
+    rng, device = runtime.rng, runtime.device
     model = create_classifier(spec)
     if init_state is not None:
         load_matching(model, init_state)
-    model = model.to(device=device, memory_format=torch.channels_last)
+    model = runtime.place(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
     lr_schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=schedule.lr, total_steps=schedule.iterations, pct_start=0.15
@@ -135,7 +125,7 @@ def train_classifier(
     if hint:
         warnings.warn(hint, RuntimeWarning, stacklevel=2)
     pos_weight = torch.tensor(schedule.pos_weight, device=device)
-    log = MetricsLog(out_dir / "metrics.jsonl")
+    log = RunLog(out_dir / "metrics.jsonl")
     val_labels = data.val.labels
     best: tuple[float, float] = (-1.0, -1.0)
     best_state, best_iteration, losses = None, 0, []
@@ -144,9 +134,15 @@ def train_classifier(
     for iteration in bar:
         model.train()
         batch = rng.choice(len(labels), size=schedule.batch_size, replace=True, p=probabilities)
-        images, _ = augment_batch(data.train.images[batch], None, rng, schedule)
-        with training_autocast(schedule, device):
-            logits = model(to_tensor(images, device))[:, 0]
+        images, _ = augment_batch(
+            data.train.images[batch],
+            None,
+            rng,
+            geometric=schedule.geometric_aug,
+            photometric=schedule.photometric_aug,
+        )
+        with runtime.autocast():
+            logits = model(runtime.tensor(images))[:, 0]
         loss = F.binary_cross_entropy_with_logits(
             logits.float(), torch.from_numpy(labels[batch]).to(device), pos_weight=pos_weight
         )
@@ -161,26 +157,44 @@ def train_classifier(
             key = (metrics["f1"], 0.0 if np.isnan(metrics["auroc"]) else metrics["auroc"])
             if key > best:
                 best, best_iteration, best_state = key, iteration, copy.deepcopy(model.state_dict())
-            log.write(
-                iteration=iteration,
-                **{"train/loss": float(np.mean(losses[-schedule.val_every :]))},
-                **{f"val/{k}": metrics[k] for k in ("f1", "auroc", "pr_auc", "precision", "recall")},
-            )
+            log.report("train/loss", float(np.mean(losses[-schedule.val_every :])))
+            for name in ("f1", "auroc", "pr_auc", "precision", "recall"):
+                log.report(f"val/{name}", metrics[name])
+            log.flush(iteration=iteration)
             bar.set_postfix(
                 loss=f"{np.mean(losses[-50:]):.3f}", val_f1=f"{metrics['f1']:.3f}", val_auroc=f"{metrics['auroc']:.3f}"
             )
     train_seconds = time.perf_counter() - started
     model.load_state_dict(best_state)
-    return _evaluate(model, data, spec, schedule, out_dir, context, device, best_iteration, train_seconds, rng)
+    return _evaluate(
+        model,
+        data,
+        spec=spec,
+        runtime=runtime,
+        out_dir=out_dir,
+        context=context,
+        best_iteration=best_iteration,
+        train_seconds=train_seconds,
+    )
 
 
 def _evaluate(
-    model, data: ClassifierData, spec, schedule, out_dir, context, device, best_iteration, train_seconds, rng
+    model: torch.nn.Module,
+    data: ClassifierData,
+    *,
+    spec: ClassifierSpec,
+    runtime: Runtime,
+    out_dir: Path,
+    context: dict,
+    best_iteration: int,
+    train_seconds: float,
 ) -> dict:
+    """Tune the threshold on validation, score test, save the checkpoint and the curves."""
+    device = runtime.device
     val_scores = _scores(model, data.val, device)
     threshold, _ = tune_threshold(data.val.labels, val_scores)
     test_scores = _scores(model, data.test, device)
-    sample = rng.choice(len(data.train), size=min(TRAIN_AUROC_SAMPLE, len(data.train)), replace=False)
+    sample = runtime.rng.choice(len(data.train), size=min(TRAIN_AUROC_SAMPLE, len(data.train)), replace=False)
     train_auroc = roc_auc(data.train.labels[sample], _scores(model, data.train.subset(sample), device))
     test_labels = data.test.labels
     at_half = classification_metrics(test_labels, test_scores, 0.5)

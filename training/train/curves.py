@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -10,10 +9,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from training.train.runlog import read_runlog  # noqa: E402
+
 
 def plot_curves(metrics_jsonl: Path, out_png: Path, title: str = "") -> Path | None:
     """Plot every ``train/*`` and ``val/*`` series of a metrics log; None if the log is empty."""
-    rows = [json.loads(line) for line in Path(metrics_jsonl).read_text().splitlines() if line.strip()]
+    rows = read_runlog(metrics_jsonl)
     if not rows:
         return None
     steps = [row["iteration"] for row in rows]

@@ -24,18 +24,11 @@ from training.data.arrays import PatchArrays
 from training.metrics import segmentation_metrics
 from training.models.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from training.models.segmenter import SegmenterSpec, create_segmenter
+from training.train.augment import augment_batch
 from training.train.curves import plot_curves
-from training.train.schedule import (
-    MetricsLog,
-    Schedule,
-    augment_batch,
-    predict,
-    resolve_device,
-    seed_everything,
-    set_threads,
-    to_tensor,
-    training_autocast,
-)
+from training.train.runlog import RunLog
+from training.train.runtime import predict, start_runtime
+from training.train.schedule import Schedule
 
 _IGNORE_TARGET = 2
 
@@ -68,32 +61,41 @@ def train_segmenter(
     spec: SegmenterSpec,
     schedule: Schedule,
     out_dir: Path,
-    context: dict,
+    *,
+    context: dict | None = None,
     threshold: float = 0.9,
     progress: bool = True,
 ) -> dict:
     """Train, keep the best validation defect IoU, score test; writes model.pt, metrics.jsonl, curves.png."""
+    context = context or {}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    set_threads(schedule.threads)
-    rng = seed_everything(schedule.seed)
-    device = resolve_device(schedule.device)
-    model = create_segmenter(spec).to(device=device, memory_format=torch.channels_last)
+    runtime = start_runtime(
+        seed=schedule.seed, device=schedule.device, threads=schedule.threads, precision=schedule.precision
+    )
+    rng, device = runtime.rng, runtime.device
+    model = runtime.place(create_segmenter(spec))
     dice = smp.losses.DiceLoss(mode="binary", from_logits=True, ignore_index=_IGNORE_TARGET)
     optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
     lr_schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=schedule.lr, total_steps=schedule.iterations, pct_start=0.15
     )
-    log = MetricsLog(out_dir / "metrics.jsonl")
+    log = RunLog(out_dir / "metrics.jsonl")
     best, best_state, best_iteration, losses = -1.0, None, 0, []
     started = time.perf_counter()
     bar = tqdm(range(1, schedule.iterations + 1), desc="segmenter", unit="it", disable=not progress)
     for iteration in bar:
         model.train()
         batch = rng.choice(len(data.train), size=schedule.batch_size, replace=True)
-        images, masks = augment_batch(data.train.images[batch], data.train.masks[batch], rng, schedule)
-        with training_autocast(schedule, device):
-            logits = model(to_tensor(images, device))
+        images, masks = augment_batch(
+            data.train.images[batch],
+            data.train.masks[batch],
+            rng,
+            geometric=schedule.geometric_aug,
+            photometric=schedule.photometric_aug,
+        )
+        with runtime.autocast():
+            logits = model(runtime.tensor(images))
         loss = segmentation_loss(logits.float(), _targets(masks, device), dice)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -105,11 +107,10 @@ def train_segmenter(
             score = -1.0 if np.isnan(metrics["defect_iou"]) else metrics["defect_iou"]
             if score > best:
                 best, best_iteration, best_state = score, iteration, copy.deepcopy(model.state_dict())
-            log.write(
-                iteration=iteration,
-                **{"train/loss": float(np.mean(losses[-schedule.val_every :]))},
-                **{f"val/{k}": metrics[k] for k in ("defect_iou", "mean_iou", "patch_f1_k1")},
-            )
+            log.report("train/loss", float(np.mean(losses[-schedule.val_every :])))
+            for name in ("defect_iou", "mean_iou", "patch_f1_k1"):
+                log.report(f"val/{name}", metrics[name])
+            log.flush(iteration=iteration)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", val_iou=f"{metrics['defect_iou']:.3f}")
     train_seconds = time.perf_counter() - started
     model.load_state_dict(best_state)

@@ -2,45 +2,63 @@
 
 The run folder (written atomically) explains itself: ``config.json`` (spec, schedule,
 augmentation, data fingerprint, versions), ``metrics.jsonl``, ``curves.png``,
-``model.pt`` and ``result.json``.
+``model.pt`` and ``result.json``. The data is assembled by
+:func:`training.data.assemble.assemble_run`, the same call an experiment arm makes: with
+``--val-seed S`` and ``--seed S`` a single run trains on the patches of the experiment's
+arm of seed S.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from training.data.arrays import PatchArrays
-from training.data.patchset import load_patchset
-from training.experiments.data import PatchLibrary, split_records, with_healthy
-from training.experiments.sources import draw_from_pool, open_pool, parse_augment, parse_pools
+from training.data.assemble import RunData, assemble_run
+from training.data.library import PatchLibrary, split_records
+from training.data.patchset import PatchSet, load_patchset
+from training.data.pools import open_pools, parse_augment, parse_pools
 from training.models.checkpoint import load_checkpoint
 from training.models.classifier import ClassifierSpec
 from training.models.segmenter import SegmenterSpec
 from training.outputs import atomic_output_dir, provenance, write_json_atomic
-from training.train.classifier import ClassifierData, train_classifier, weighted_sampling_weights
+from training.train.classifier import ClassifierData, train_classifier
 from training.train.schedule import Schedule
 from training.train.segmenter import SegmenterData, train_segmenter
 
 
-def _with_pools(
-    train: PatchArrays, augment: list[str], pool: list[str], train_groups: set[str], rng: np.random.Generator
-) -> tuple[PatchArrays, dict[str, int]]:
-    counts, pools = parse_augment(augment), parse_pools(pool)
-    drawn: dict[str, int] = {}
-    parts = [train]
-    for origin, count in counts.items():
-        pool_set = open_pool(origin, pools)
-        records = draw_from_pool(pool_set, count, train_groups, rng)
-        drawn[origin] = len(records)
-        if records:
-            parts.append(PatchLibrary(pool_set).select(records))
-    return PatchArrays.concat(parts), drawn
+def assemble_single_run(
+    patchset: PatchSet,
+    *,
+    seed: int,
+    augment: list[str],
+    pool: list[str],
+    val_seed: int | None = None,
+    weighted: bool = False,
+    healthy_share: float | None = None,
+    progress: bool = False,
+) -> RunData:
+    """The data of a single run from its flags (``--augment SOURCE:N``, ``--pool ORIGIN=DIR``, …).
+
+    ``weighted`` (``--weighted-sampling``) oversamples real defects to the share the
+    ``--augment`` patches would give instead of adding them, as the experiment's ``weighted``
+    arm does; no pool is read then.
+    """
+    counts = parse_augment(augment)
+    pools = {} if weighted else open_pools(counts, parse_pools(pool), progress)
+    split = split_records(patchset, val_seed)
+    return assemble_run(
+        library=PatchLibrary(patchset, progress),
+        split=split,
+        seed=seed,
+        augment={} if weighted else counts,
+        pools=pools,
+        weighted_size=sum(counts.values()) if weighted else None,
+        healthy_share=healthy_share,
+    )
 
 
-def _context(patchset, name: str) -> dict:
+def _context(patchset: PatchSet, name: str) -> dict:
     return {
         "geometry": patchset.meta.get("geometry", {}),
         "name": name,
@@ -62,36 +80,37 @@ def load_init_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def train_classifier_command(
+    *,
     patches_dir: Path,
     out: Path,
     spec: ClassifierSpec,
     schedule: Schedule,
-    augment: list[str],
-    pool: list[str],
-    weighted: bool,
-    init_weights: Path | None,
-    val_seed: int | None,
+    augment: list[str] = (),
+    pool: list[str] = (),
+    weighted: bool = False,
+    init_weights: Path | None = None,
+    val_seed: int | None = None,
     progress: bool = True,
 ) -> dict:
+    """``pump-train classifier train``: one classifier run folder; returns its test metrics."""
     patchset = load_patchset(patches_dir)
-    split = split_records(patchset, val_seed)
-    library = PatchLibrary(patchset, progress)
-    rng = np.random.default_rng([schedule.seed, 11])
-    real_train = library.select(split.train)
-    train, drawn = _with_pools(real_train, augment, pool, split.train_groups, rng)
-    weights = None
-    if weighted:
-        added = sum(parse_augment(augment).values())
-        labels = real_train.labels
-        weights = weighted_sampling_weights(labels, float((labels.sum() + added) / (len(labels) + added)))
-    data = ClassifierData(train, library.select(split.val), library.select(split.test), weights)
+    run = assemble_single_run(
+        patchset,
+        seed=schedule.seed,
+        augment=list(augment),
+        pool=list(pool),
+        val_seed=val_seed,
+        weighted=weighted,
+        progress=progress,
+    )
+    data = ClassifierData(run.train, run.val, run.test, run.sample_weights)
     with atomic_output_dir(out) as tmp:
         config = {
             "spec": spec.to_dict(),
             "schedule": schedule.to_dict(),
-            "augment": augment,
-            "pools": pool,
-            "drawn": drawn,
+            "augment": list(augment),
+            "pools": list(pool),
+            "drawn": run.drawn,
             "weighted_sampling": weighted,
             "val_seed": val_seed,
             "init_weights": str(init_weights) if init_weights else None,
@@ -105,8 +124,8 @@ def train_classifier_command(
             spec,
             schedule,
             tmp,
-            _context(patchset, "classifier"),
-            progress,
+            context=_context(patchset, "classifier"),
+            progress=progress,
             init_state=load_init_weights(init_weights) if init_weights else None,
         )
         write_json_atomic(tmp / "result.json", result)
@@ -114,36 +133,37 @@ def train_classifier_command(
 
 
 def train_segmenter_command(
+    *,
     patches_dir: Path,
     out: Path,
     spec: SegmenterSpec,
     schedule: Schedule,
-    augment: list[str],
-    pool: list[str],
-    healthy_share: float,
-    threshold: float,
-    val_seed: int | None,
+    augment: list[str] = (),
+    pool: list[str] = (),
+    healthy_share: float = 0.0,
+    threshold: float = 0.9,
+    val_seed: int | None = None,
     progress: bool = True,
 ) -> dict:
+    """``pump-train segmenter train``: one segmenter run folder; returns its test metrics."""
     patchset = load_patchset(patches_dir)
-    split = split_records(patchset, val_seed)
-    library = PatchLibrary(patchset, progress)
-    rng = np.random.default_rng([schedule.seed, 13])
-    train, drawn = _with_pools(
-        library.select(with_healthy(split.train, healthy_share, rng)), augment, pool, split.train_groups, rng
+    run = assemble_single_run(
+        patchset,
+        seed=schedule.seed,
+        augment=list(augment),
+        pool=list(pool),
+        val_seed=val_seed,
+        healthy_share=healthy_share,
+        progress=progress,
     )
-    data = SegmenterData(
-        train,
-        library.select(with_healthy(split.val, healthy_share, rng)),
-        library.select(with_healthy(split.test, healthy_share, np.random.default_rng(0))),
-    )
+    data = SegmenterData(run.train, run.val, run.test)
     with atomic_output_dir(out) as tmp:
         config = {
             "spec": spec.to_dict(),
             "schedule": schedule.to_dict(),
-            "augment": augment,
-            "pools": pool,
-            "drawn": drawn,
+            "augment": list(augment),
+            "pools": list(pool),
+            "drawn": run.drawn,
             "healthy_share": healthy_share,
             "threshold": threshold,
             "val_seed": val_seed,
@@ -152,6 +172,8 @@ def train_segmenter_command(
             tmp / "config.json",
             provenance("segmenter train", config, schedule.seed, inputs={"patches": str(Path(patches_dir).resolve())}),
         )
-        result = train_segmenter(data, spec, schedule, tmp, _context(patchset, "segmenter"), threshold, progress)
+        result = train_segmenter(
+            data, spec, schedule, tmp, context=_context(patchset, "segmenter"), threshold=threshold, progress=progress
+        )
         write_json_atomic(tmp / "result.json", result)
     return result

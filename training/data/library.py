@@ -1,8 +1,8 @@
-"""Assembling one run's splits: real patches by (re-drawn) group split, plus pool draws.
+"""A patch set in memory and its real rows split by group (test fixed, validation re-drawable).
 
-Real patches are read once per experiment into a :class:`PatchLibrary`; each run only
-selects rows. Validation is re-drawn per seed by group (test never changes); synthetic
-rows join the training split only.
+Real patches are read once into a :class:`PatchLibrary`; each run only selects rows.
+Validation is re-drawn per seed by group (test never changes); synthetic rows are not part
+of a split — they join the training rows of one run (:func:`training.data.assemble.assemble_run`).
 """
 
 from __future__ import annotations
