@@ -35,7 +35,9 @@ GEOMETRY_128 = GeometryConfig(crop_px=256, tile_px=256, patch_px=128)
 @pytest.fixture
 def patchset_128(small_dataset: Dataset, tmp_path: Path) -> PatchSet:
     """One 256 px tile per image -> 128 px patches, like the thesis geometry."""
-    make_patches(small_dataset, tmp_path / "p128", GEOMETRY_128, PatchOptions(mode=PatchMode.GRID), 0, progress=False)
+    make_patches(
+        small_dataset, tmp_path / "p128", GEOMETRY_128, PatchOptions(mode=PatchMode.GRID), seed=0, progress=False
+    )
     return load_patchset(tmp_path / "p128")
 
 

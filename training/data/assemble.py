@@ -91,4 +91,10 @@ def assemble_run(
         labels = train.labels
         target = (labels.sum() + weighted_size) / (len(labels) + weighted_size)
         weights = weighted_sampling_weights(labels, float(target))
-    return RunData(train, library.select(val_records), library.select(test_records), weights, drawn)
+    return RunData(
+        train=train,
+        val=library.select(val_records),
+        test=library.select(test_records),
+        sample_weights=weights,
+        drawn=drawn,
+    )

@@ -59,6 +59,7 @@ def paste_defect(
     source_mask: np.ndarray,
     destination: np.ndarray,
     destination_mask: np.ndarray,
+    *,
     dilate_px: int = 3,
     feather_px: float = 1.5,
     mode: BlendMode = BlendMode.ALPHA,

@@ -102,6 +102,7 @@ def _pasted_record(
     k: int,
     image_rel: str,
     mask_rel: str,
+    *,
     image: np.ndarray,
     mask: np.ndarray,
     dest_image: str,
@@ -140,7 +141,7 @@ def _acceptable(dest_mask: np.ndarray, region: np.ndarray) -> bool:
 
 
 def _aligned_box(
-    source: PatchRecord, source_patch: np.ndarray, image: np.ndarray, roi: Roi, tolerance: int
+    source: PatchRecord, source_patch: np.ndarray, image: np.ndarray, *, roi: Roi, tolerance: int
 ) -> tuple[TileBox, float]:
     """The tile within ``tolerance`` of the source's position that best matches it, and the match score."""
     size = source.crop_px
@@ -165,6 +166,7 @@ def _aligned_box(
 def _paste_fixed(
     patchset: PatchSet,
     dataset: Dataset,
+    *,
     sources: list[PatchRecord],
     options: PasteOptions,
     geometry: GeometryConfig,
@@ -202,7 +204,9 @@ def _paste_fixed(
                     continue
                 result.tried += 1
                 src_image, src_mask = pixels[source.id]
-                box, alignment = _aligned_box(source, src_image, image, roi, options.location_tolerance_px)
+                box, alignment = _aligned_box(
+                    source, src_image, image, roi=roi, tolerance=options.location_tolerance_px
+                )
                 if alignment < options.min_alignment:
                     result.rejected_alignment += 1
                     continue
@@ -215,7 +219,13 @@ def _paste_fixed(
                     result.rejected_brightness += 1
                     continue
                 pasted, pasted_mask = paste_defect(
-                    src_image, src_mask, dest, dest_mask, options.dilate_px, options.feather_px, options.blend
+                    src_image,
+                    src_mask,
+                    dest,
+                    dest_mask,
+                    dilate_px=options.dilate_px,
+                    feather_px=options.feather_px,
+                    mode=options.blend,
                 )
                 k = accepted[source.id]
                 patch_id = f"{source.id}-p{k}"
@@ -226,13 +236,13 @@ def _paste_fixed(
                         k,
                         image_rel,
                         mask_rel,
-                        pasted,
-                        pasted_mask,
-                        record.id,
-                        record.group,
-                        box,
-                        box.valid_fraction(roi),
-                        f"{record.id}@{box.x},{box.y}",
+                        image=pasted,
+                        mask=pasted_mask,
+                        dest_image=record.id,
+                        dest_group=record.group,
+                        box=box,
+                        valid=box.valid_fraction(roi),
+                        dest_id=f"{record.id}@{box.x},{box.y}",
                     )
                 )
                 accepted[source.id] += 1
@@ -244,6 +254,7 @@ def _paste_fixed(
 def _paste_free(
     patchset: PatchSet,
     sources: list[PatchRecord],
+    *,
     options: PasteOptions,
     rng: np.random.Generator,
     tmp: Path,
@@ -274,9 +285,9 @@ def _paste_free(
                 src_mask,
                 patchset.read_image(dest_record),
                 dest_mask,
-                options.dilate_px,
-                options.feather_px,
-                options.blend,
+                dilate_px=options.dilate_px,
+                feather_px=options.feather_px,
+                mode=options.blend,
             )
             image_rel, mask_rel = write_patch_pixels(tmp, f"{source.id}-p{accepted}", pasted, pasted_mask)
             box = TileBox(dest_record.x, dest_record.y, dest_record.crop_px)
@@ -286,13 +297,13 @@ def _paste_free(
                     accepted,
                     image_rel,
                     mask_rel,
-                    pasted,
-                    pasted_mask,
-                    dest_record.source_image,
-                    dest_record.group,
-                    box,
-                    dest_record.valid_fraction,
-                    dest_record.id,
+                    image=pasted,
+                    mask=pasted_mask,
+                    dest_image=dest_record.source_image,
+                    dest_group=dest_record.group,
+                    box=box,
+                    valid=dest_record.valid_fraction,
+                    dest_id=dest_record.id,
                 )
             )
             accepted += 1
@@ -307,7 +318,7 @@ def resolve_location(options: PasteOptions, patchset: PatchSet) -> PasteLocation
 
 
 def make_pasted(
-    patchset: PatchSet, out: Path, options: PasteOptions, seed: int, overwrite: bool = False, progress: bool = True
+    patchset: PatchSet, out: Path, options: PasteOptions, seed: int, *, overwrite: bool = False, progress: bool = True
 ) -> dict:
     """Write a patch set of pasted defect patches to ``out``; returns its summary."""
     sources = [r for r in patchset.records if r.has_defect and r.split != TEST and r.origin == PatchOrigin.REAL]
@@ -323,9 +334,18 @@ def make_pasted(
             if dataset.fingerprint != patchset.meta["dataset"]["fingerprint"]:
                 raise ValueError(f"{dataset.root}: dataset changed since {patchset.root} was cut (fingerprint differs)")
             geometry = GeometryConfig(**patchset.meta["geometry"])
-            result = _paste_fixed(patchset, dataset, sources, options, geometry, rng, tmp, progress)
+            result = _paste_fixed(
+                patchset,
+                dataset,
+                sources=sources,
+                options=options,
+                geometry=geometry,
+                rng=rng,
+                tmp=tmp,
+                progress=progress,
+            )
         else:
-            result = _paste_free(patchset, sources, options, rng, tmp, progress)
+            result = _paste_free(patchset, sources, options=options, rng=rng, tmp=tmp, progress=progress)
         if not result.records:
             raise ValueError(
                 f"no destination passed the rules (tried {result.tried}; brightness rejected "

@@ -95,14 +95,14 @@ def _splits(dataset: Dataset, options: PatchOptions, seed: int) -> tuple[dict[st
     val_seed = seed if options.val_seed is None else options.val_seed
     if options.use_declared_split and all_declared and declared:
         return (
-            assign_splits(groups, 0.0, options.val_fraction, split_seed, val_seed, declared_test=declared),
+            assign_splits(groups, 0.0, options.val_fraction, split_seed, val_seed=val_seed, declared_test=declared),
             "test as declared by the source; validation drawn by group",
         )
     rule = (
         f"by group, stratified by class: test {options.test_fraction:g} (split_seed {split_seed}), "
         f"validation {options.val_fraction:g} of the rest (val_seed {val_seed})"
     )
-    return assign_splits(groups, options.test_fraction, options.val_fraction, split_seed, val_seed), rule
+    return assign_splits(groups, options.test_fraction, options.val_fraction, split_seed, val_seed=val_seed), rule
 
 
 def make_patches(
@@ -110,6 +110,7 @@ def make_patches(
     out: Path,
     geometry: GeometryConfig,
     options: PatchOptions,
+    *,
     seed: int,
     overwrite: bool = False,
     progress: bool = True,

@@ -64,7 +64,7 @@ def _tile(patchset: PatchSet, record: PatchRecord, scale: int) -> np.ndarray:
     return draw_tile(patchset.read_image(record), patchset.read_mask(record), scale, caption)
 
 
-def render_grid(root: Path, rows: int = 6, columns: int = 8, scale: int = 1, seed: int = 0) -> np.ndarray:
+def render_grid(root: Path, rows: int = 6, columns: int = 8, scale: int = 1, *, seed: int = 0) -> np.ndarray:
     """The grid image for the patch set at ``root`` (see module docstring)."""
     patchset = load_patchset(root)
     rng = np.random.default_rng(seed)
@@ -94,7 +94,7 @@ def render_grid(root: Path, rows: int = 6, columns: int = 8, scale: int = 1, see
     return _grid(tiles)
 
 
-def write_grid(root: Path, out: Path, rows: int = 6, columns: int = 8, scale: int = 1, seed: int = 0) -> Path:
+def write_grid(root: Path, out: Path, rows: int = 6, columns: int = 8, *, scale: int = 1, seed: int = 0) -> Path:
     """Render and save the grid as PNG; returns the path."""
     grid = render_grid(root, rows=rows, columns=columns, scale=scale, seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ def assign_splits(
     test_fraction: float,
     val_fraction: float,
     split_seed: int,
+    *,
     val_seed: int,
     declared_test: set[str] | None = None,
 ) -> dict[str, str]:
@@ -73,4 +74,4 @@ def resample_validation(
 ) -> dict[str, str]:
     """Re-draw validation among the non-test groups; test stays exactly as it was."""
     test = {group for group, split in split_of_group.items() if split == TEST}
-    return assign_splits(groups, 0.0, val_fraction, 0, val_seed, declared_test=test)
+    return assign_splits(groups, 0.0, val_fraction, 0, val_seed=val_seed, declared_test=test)

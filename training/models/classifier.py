@@ -41,8 +41,9 @@ class _ScaledResNet18(ResNet):
         self.layer3 = self._make_layer(BasicBlock, 256, 2, stride=2)
         self.layer4 = self._make_layer(BasicBlock, 512, 2, stride=2)
 
-    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):  # noqa: ANN001
-        return super()._make_layer(block, max(8, int(round(planes * self._width))), blocks, stride, dilate)
+    def _make_layer(self, block, planes, blocks, *, stride=1, dilate=False):  # noqa: ANN001
+        width = max(8, int(round(planes * self._width)))
+        return super()._make_layer(block, width, blocks, stride=stride, dilate=dilate)
 
 
 def _backbone(spec: ClassifierSpec) -> nn.Module:

@@ -75,6 +75,7 @@ def _commit(
     kind: str,
     window: tuple[int, int, int, int],
     delta: np.ndarray,
+    *,
     defect: np.ndarray,
 ) -> DefectRecord | None:
     """Apply a window's grey change and label on the metal only; None when nothing is left."""
@@ -137,7 +138,7 @@ def draw_scratch(
     fade = cv2.resize(
         rng.uniform(0.6, 1.0, size=(4, 4)).astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR
     )
-    return _commit(target, "scratch", window, alpha * fade * np.float32(tone), stroke >= 128)
+    return _commit(target, "scratch", window, alpha * fade * np.float32(tone), defect=stroke >= 128)
 
 
 def draw_pit(
@@ -163,7 +164,7 @@ def draw_pit(
     bowl = 0.55 + 0.45 * np.clip(1.0 - rho * rho, 0.0, 1.0)
     rim = np.clip(1.0 - np.abs(dist_px - rim_px / 2.0) / (rim_px / 2.0 + 0.5), 0.0, 1.0)
     delta = inside * bowl * np.float32(-depth) + rim * np.float32(rim_gain)
-    return _commit(target, "pit", window, delta.astype(np.float32), dist_px < 0.75 * rim_px)
+    return _commit(target, "pit", window, delta.astype(np.float32), defect=dist_px < 0.75 * rim_px)
 
 
 def draw_chip(
@@ -171,6 +172,7 @@ def draw_chip(
     edge_xy: tuple[float, float],
     normal_xy: tuple[float, float],
     max_width_px: float,
+    *,
     scale: float,
     rng: np.random.Generator,
 ) -> DefectRecord | None:
@@ -207,7 +209,7 @@ def draw_chip(
     local = target.image[y0:y1, x0:x1]
     alpha = canvas.astype(np.float32) * np.float32(1.0 / 255.0)
     delta = alpha * (np.float32(open_grey) - local) + rim * np.float32(rim_gain)
-    return _commit(target, "chip", window, delta.astype(np.float32), notch | rim)
+    return _commit(target, "chip", window, delta.astype(np.float32), defect=notch | rim)
 
 
 def _open_side_grey(target: DrawTarget, edge_xy, normal: np.ndarray, offset_px: float) -> float:
@@ -256,4 +258,4 @@ def draw_contamination(
         (x1 - x0, y1 - y0),
         interpolation=cv2.INTER_LINEAR,
     )
-    return _commit(target, "contamination", window, alpha * mottle * np.float32(tone), alpha >= 0.3)
+    return _commit(target, "contamination", window, alpha * mottle * np.float32(tone), defect=alpha >= 0.3)

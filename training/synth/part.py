@@ -97,7 +97,7 @@ def canonical_part(width_px: int, height_px: int) -> CanonicalPart:
     r = np.sqrt(x * x + y * y)
 
     metal_grey = _machined_surface(x, y, r, radius)
-    sdf = _signed_distance(x, y, r, radius, cx, cy)
+    sdf = _signed_distance(x, y, r, radius=radius, cx=cx, cy=cy)
     _shade_chamfers(metal_grey, sdf, radius)
     coverage = np.clip(0.5 - sdf, 0.0, 1.0)
     open_grey = np.where(r < 0.94 * radius, np.float32(HOLE_GREY), np.float32(BACKGROUND_GREY))
@@ -177,12 +177,12 @@ def _smooth_1d(values: np.ndarray, sigma: float) -> np.ndarray:
     return np.convolve(values, kernel / kernel.sum(), mode="same")
 
 
-def _signed_distance(x: np.ndarray, y: np.ndarray, r: np.ndarray, radius: float, cx: float, cy: float) -> np.ndarray:
+def _signed_distance(x: np.ndarray, y: np.ndarray, r: np.ndarray, *, radius: float, cx: float, cy: float) -> np.ndarray:
     """Signed distance to the part's material (negative on metal) in frame pixels."""
     sdf = np.maximum(r - np.float32(radius), np.abs(y) - np.float32(_FLAT_R * radius))
     height, width = sdf.shape
 
-    def carve(center_x: float, center_y: float, half_w: float, half_h: float, hole) -> None:
+    def carve(center_x: float, center_y: float, half_w: float, half_h: float, *, hole) -> None:
         margin = _CHAMFER_R * radius + 3.0
         x0 = max(0, int(math.floor(cx + center_x - half_w - margin)))
         x1 = min(width, int(math.ceil(cx + center_x + half_w + margin)) + 1)
@@ -198,15 +198,15 @@ def _signed_distance(x: np.ndarray, y: np.ndarray, r: np.ndarray, radius: float,
         return lambda lx, ly: np.sqrt(lx * lx + ly * ly) - np.float32(hole_r)
 
     bore = _BORE_R * radius
-    carve(0.0, 0.0, bore, bore, disk(bore))
+    carve(0.0, 0.0, bore, bore, hole=disk(bore))
     key_half_w = _KEYWAY_HALF_WIDTH_R * radius
     key_half_h = _KEYWAY_DEPTH_R * radius / 2.0
-    carve(0.0, -key_half_h, key_half_w, key_half_h, _box(key_half_w, key_half_h))
+    carve(0.0, -key_half_h, key_half_w, key_half_h, hole=_box(key_half_w, key_half_h))
     for ring_r, angle_deg, hole_r in _HOLES:
         angle = math.radians(angle_deg)
         hole_px = hole_r * radius
         hx, hy = ring_r * radius * math.cos(angle), ring_r * radius * math.sin(angle)
-        carve(hx, hy, hole_px, hole_px, disk(hole_px))
+        carve(hx, hy, hole_px, hole_px, hole=disk(hole_px))
     return sdf
 
 

@@ -96,7 +96,7 @@ def render_frame(config: SynthConfig, seed: int, index: int) -> SynthFrame:
     defects = _draw_defects(target, part, config, rng)
     gain = _gain_field(config, rng)
     return SynthFrame(
-        image=_expose(image, gain, config, lighting, rng),
+        image=_expose(image, gain, config, lighting, rng=rng),
         mask=mask,
         defects=defects,
         pose=pose,
@@ -147,7 +147,9 @@ def _draw_chip_on_edge(target: DrawTarget, part: CanonicalPart, rng: np.random.G
     point_index = chosen - int(starts[edge_index])
     edge_xy = _to_frame(target.forward, edge.points_xy[point_index])
     normal_xy = target.forward[:, :2] @ edge.normals_xy[point_index].astype(np.float64)
-    return draw_chip(target, edge_xy, (float(normal_xy[0]), float(normal_xy[1])), edge.radius_px, part.scale, rng)
+    return draw_chip(
+        target, edge_xy, (float(normal_xy[0]), float(normal_xy[1])), edge.radius_px, scale=part.scale, rng=rng
+    )
 
 
 def _placement_weight(part: CanonicalPart, points_xy: np.ndarray) -> np.ndarray:
@@ -203,7 +205,7 @@ def _gain_field(config: SynthConfig, rng: np.random.Generator) -> np.ndarray:
 
 
 def _expose(
-    image: np.ndarray, gain: np.ndarray, config: SynthConfig, lighting: Lighting, rng: np.random.Generator
+    image: np.ndarray, gain: np.ndarray, config: SynthConfig, lighting: Lighting, *, rng: np.random.Generator
 ) -> np.ndarray:
     """Contrast about mid grey, brightness, gain field and sensor noise, then saturate to uint8."""
     scale = lighting.contrast_gain * lighting.brightness_gain

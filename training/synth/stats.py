@@ -60,6 +60,7 @@ class PatchStatistics:
 def random_patch_statistics(
     masks: Iterable[np.ndarray],
     seed: int,
+    *,
     crop_px: int = 1920,
     tile_px: int = 256,
     patch_px: int = 128,

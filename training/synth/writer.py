@@ -95,6 +95,7 @@ def write_synth_set(
     config: SynthConfig,
     frames: int,
     seed: int,
+    *,
     overwrite: bool = False,
     progress: bool = True,
 ) -> SynthSummary:
