@@ -262,7 +262,8 @@ def demo(
 
 
 def _register_model_commands() -> None:
-    from training.cli_models import classifier_app, experiment_app, export, segmenter_app
+    from training.cli_experiments import experiment_app
+    from training.cli_models import classifier_app, export, segmenter_app
 
     app.add_typer(classifier_app, name="classifier")
     app.add_typer(segmenter_app, name="segmenter")
