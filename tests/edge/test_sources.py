@@ -445,6 +445,17 @@ def test_a_video_declaring_frames_above_the_budget_is_one_error_and_synthetic_re
         create_source(SourceConfig(spec="synthetic:100x100", max_frame_pixels=1000))
 
 
+def test_a_camera_declaring_frames_above_the_budget_is_refused_like_a_failed_connection(tmp_path: Path):
+    video = write_video(tmp_path / "stream.avi", 3)  # a 64 x 48 'camera'
+    config = SourceConfig(
+        spec=f"camera:{video}", max_frame_pixels=1000, reconnect_initial_s=0.01, reconnect_max_s=0.02, max_reconnects=2
+    )
+    items = collect(config)
+    assert all(isinstance(item, SourceStatus) and item.state is SourceState.DISCONNECTED for item in items)
+    assert [item.attempt for item in items] == [1, 2, 3], "backoff applies: no hot reconnect loop"
+    assert all("64 x 48 px" in item.reason and "max_frame_pixels = 1000" in item.reason for item in items)
+
+
 # --- a folder is a queue of files: block, never drop; remember what was inspected -------------------
 
 
