@@ -30,3 +30,24 @@ def test_unsupported_pixel_types_are_refused():
         to_uint8(np.zeros((2, 2), np.float32))
     with pytest.raises(ValueError, match="shape"):
         to_gray(np.zeros((2, 2, 2), np.uint8))
+
+
+def test_auto_depth_uses_header_evidence_or_values_above_4095_and_refuses_to_guess_otherwise():
+    sixteen = np.array([[0, 4096, 65535]], np.uint16)
+    assert to_uint8(sixteen, DepthPolicy.AUTO).tolist() == to_uint8(sixteen, DepthPolicy.SCALE16).tolist()
+    twelve = np.array([[0, 2048, 4095]], np.uint16)
+    assert to_uint8(twelve, DepthPolicy.AUTO, significant_bits=12).tolist() == [[0, 128, 255]]
+    assert to_uint8(twelve, DepthPolicy.AUTO, significant_bits=16).tolist() == [[0, 8, 16]], "the header says 16"
+    shifted = np.array([[0, 2048 << 4, 4095 << 4]], np.uint16)  # sBIT 12 but shifted up, as the PNG spec asks
+    assert to_uint8(shifted, DepthPolicy.AUTO, significant_bits=12).tolist() == [[0, 128, 255]]
+    with pytest.raises(ValueError, match="fit in 12 bits"):
+        to_uint8(twelve, DepthPolicy.AUTO)
+    assert to_uint8(np.array([[7]], np.uint8), DepthPolicy.AUTO).tolist() == [[7]], "8-bit input is untouched"
+
+
+def test_large_frames_convert_in_blocks_with_the_same_result_as_one_pass():
+    rng = np.random.default_rng(3)
+    big = rng.integers(0, 65536, (1500, 2000, 3), dtype=np.uint16)  # 3 MP: more than one block
+    whole = np.clip(np.rint(big[:, :, :3].astype(np.float32) @ np.array([0.114, 0.587, 0.299], np.float32)), 0, 65535)
+    expected = np.clip(np.rint(whole.astype(np.uint16).astype(np.float32) / 257.0), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(normalize_pixels(big, ColorPolicy.GRAY, DepthPolicy.SCALE16), expected)
