@@ -1,0 +1,264 @@
+"""StyleGAN2-ADA training throughput on this CPU: the `paper` preset vs tiny candidates, fp32 vs bf16.
+
+Why: the `tiny` preset must "train visibly within minutes" on a 2-core CPU, so its widths and
+resolution are chosen by images/s of one *full* training step — G_main + D_main every minibatch,
+G_reg every 4th and D_reg every 16th (with their gains), the ADA pipe on at p = 0.2, Adam steps
+included — measured here side by side. Each row runs in a fresh process (spawn) with
+``--threads`` threads; every phase is timed ``--steps`` times after one warm-up and the
+**minimum** is kept (the machine is shared; the minimum is the least disturbed estimate),
+the median is reported beside it. Also: sampling rate (G forward, no grad, batch 64) and the
+process's peak RSS.
+
+    python benchmarks/gan_throughput.py --steps 3 --json-out gan_throughput.json
+    python benchmarks/gan_throughput.py --rows tiny64,tiny64-bf16 --steps 5
+    python benchmarks/gan_throughput.py --modconv   # grouped vs scaled modulated conv, per layer
+
+Reference (gan-reference.md §1, the official StyleGAN2-ADA code on this CPU type, idle, 'auto'
+at 128 px, grayscale, batch 32, no augment pipe, fp32, 2 threads): 0.23 images/s; narrowed to
+channel_base 2048 at batch 32: 4.5 images/s at 128 px, 6.1 at 64 px. The official code is not
+run here (it is under a non-commercial licence and stays out of this repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# name -> (preset overrides on top of 'paper', batch). 'paper' runs at batch 4 (it is slow on a CPU;
+# images/s is per image, the phases scale ~linearly with the batch at these widths).
+ROWS: dict[str, tuple[dict, int]] = {
+    "paper128": ({}, 4),
+    "w2048-128px": ({"channel_base": 2048, "channel_max": 128, "z_dim": 128, "w_dim": 128}, 32),
+    "w1024-128px": ({"channel_base": 1024, "channel_max": 128, "z_dim": 128, "w_dim": 128}, 32),
+    "w2048-64px": ({"resolution": 64, "channel_base": 2048, "channel_max": 128, "z_dim": 128, "w_dim": 128}, 32),
+    "w1024-64px": ({"resolution": 64, "channel_base": 1024, "channel_max": 128, "z_dim": 128, "w_dim": 128}, 32),
+    "tiny128": ({"preset": "tiny", "resolution": 128}, 0),
+    "tiny64": ({"preset": "tiny"}, 0),
+    "tiny64-bf16": ({"preset": "tiny", "precision": "bf16"}, 0),
+    "tiny64-nchw": ({"preset": "tiny", "channels_last": False}, 0),
+}
+DEFAULT_ROWS = "paper128,w2048-128px,w1024-128px,w2048-64px,w1024-64px,tiny64-bf16,tiny64-nchw"
+# (batch, in, out, resolution, up) of single synthesis layers at the tiny and paper widths.
+MODCONV_LAYERS = [
+    (32, 128, 128, 8, False), (32, 128, 64, 16, True), (32, 64, 64, 16, False), (32, 64, 32, 32, True),
+    (32, 32, 32, 32, False), (32, 32, 16, 64, True), (32, 16, 16, 64, False), (32, 8, 8, 128, False),
+    (4, 512, 512, 16, False), (4, 512, 512, 32, True), (4, 512, 256, 64, True), (4, 256, 256, 64, False),
+    (4, 256, 128, 128, True), (4, 128, 128, 128, False),
+]  # fmt: skip
+AUGMENT_P = 0.2
+SAMPLE_BATCH = 64
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default=DEFAULT_ROWS, help=f"comma-separated rows of {sorted(ROWS)}")
+    parser.add_argument("--steps", type=int, default=3, help="timed repetitions of every phase (default 3)")
+    parser.add_argument("--paper-steps", type=int, default=1, help="timed repetitions for paper128 (default 1)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per row (default 2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for weights and inputs (default 0)")
+    parser.add_argument("--modconv", action="store_true", help="time the modconv formulations per layer instead")
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the JSON result here")
+    args = parser.parse_args(argv)
+    unknown = [r for r in args.rows.split(",") if r not in ROWS]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; valid: {sorted(ROWS)}")
+    if args.steps < 1 or args.paper_steps < 1:
+        parser.error("--steps and --paper-steps must be >= 1")
+    return args
+
+
+def _config(name: str):  # noqa: ANN202
+    from training.gan.stylegan2.config import preset
+
+    overrides, batch = ROWS[name]
+    overrides = dict(overrides)
+    base = overrides.pop("preset", "paper")
+    channels_last = overrides.pop("channels_last", True)
+    cfg = preset(base, **overrides)
+    if batch:
+        cfg = cfg.model_copy(update={"batch_size": batch})
+    return cfg, channels_last
+
+
+def _worker(name: str, threads: int, steps: int, seed: int, queue) -> None:  # noqa: ANN001
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import resource
+
+    import torch
+
+    from training.gan.stylegan2.build import adam_settings, build_augment_pipe, build_loss, build_networks
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    cfg, channels_last = _config(name)
+    G, D = build_networks(cfg)
+    G.synthesis.channels_last = D.channels_last = channels_last
+    pipe = build_augment_pipe(cfg)
+    pipe.p = AUGMENT_P
+    loss = build_loss(cfg, G, D, pipe)
+    settings = adam_settings(cfg)
+    optimizers = {
+        "G": torch.optim.Adam(G.parameters(), **settings["G"]),
+        "D": torch.optim.Adam(D.parameters(), **settings["D"]),
+    }
+    batch = cfg.batch_size
+    real = torch.randn(batch, cfg.img_channels, cfg.resolution, cfg.resolution)
+    gains = {"G_main": 1, "D_main": 1, "G_reg": cfg.g_reg_interval, "D_reg": cfg.d_reg_interval}
+
+    def run_phase(phase: str) -> float:
+        optimizer = optimizers[phase[0]]
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss.accumulate_gradients(phase, real, torch.randn(batch, cfg.z_dim), gains[phase])
+        optimizer.step()
+        return time.perf_counter() - started
+
+    seconds: dict[str, list[float]] = {phase: [] for phase in gains}
+    for repetition in range(steps + 1):  # the first round warms up (oneDNN primitive caches)
+        for phase in gains:
+            elapsed = run_phase(phase)
+            if repetition:
+                seconds[phase].append(elapsed)
+    G.eval()
+    with torch.no_grad():
+        z = torch.randn(SAMPLE_BATCH, cfg.z_dim)
+        G(z)
+        started = time.perf_counter()
+        G(z)
+        sample_s = time.perf_counter() - started
+    queue.put(
+        {
+            "config": cfg.model_dump(mode="json"),
+            "channels_last": channels_last,
+            "ms_min": {p: 1000 * min(s) for p, s in seconds.items()},
+            "ms_median": {p: 1000 * statistics.median(s) for p, s in seconds.items()},
+            "sample_per_s": SAMPLE_BATCH / sample_s,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "params": {"G": sum(p.numel() for p in G.parameters()), "D": sum(p.numel() for p in D.parameters())},
+        }
+    )
+
+
+def measure(name: str, threads: int, steps: int, seed: int) -> dict:
+    """One row in a fresh process: ms per phase, amortised step, images/s, kimg/h."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    worker = context.Process(target=_worker, args=(name, threads, steps, seed, queue))
+    worker.start()
+    result = queue.get()
+    worker.join()
+    cfg = result["config"]
+    row = {"row": name, "resolution": cfg["resolution"], "batch": cfg["batch_size"], "precision": cfg["precision"]}
+    row["channels"] = {
+        str(r): min(cfg["channel_base"] // r, cfg["channel_max"])
+        for r in (4, 8, 16, 32, 64, 128)
+        if r <= cfg["resolution"]
+    }
+    intervals = {"G_main": 1, "D_main": 1, "G_reg": cfg["g_reg_interval"], "D_reg": cfg["d_reg_interval"]}
+    for stat in ("min", "median"):
+        ms = result[f"ms_{stat}"]
+        step_ms = sum(ms[p] / intervals[p] for p in intervals)
+        row[f"ms_{stat}"] = {p: round(v, 1) for p, v in ms.items()}
+        row[f"step_ms_{stat}"] = round(step_ms, 1)
+        row[f"img_per_s_{stat}"] = round(cfg["batch_size"] / step_ms * 1000, 2)
+    row["kimg_per_hour"] = round(row["img_per_s_min"] * 3.6, 1)
+    row["sample_per_s"] = round(result["sample_per_s"], 1)
+    row["peak_rss_mb"] = round(result["peak_rss_mb"])
+    row["params"] = result["params"]
+    row["channels_last"] = result["channels_last"]
+    return row
+
+
+def run(rows: list[str], threads: int, steps: int, paper_steps: int, seed: int) -> dict:
+    measured = []
+    for name in rows:
+        measured.append(measure(name, threads, paper_steps if name.startswith("paper") else steps, seed))
+        print(table({"rows": measured[-1:]}).splitlines()[-1], file=sys.stderr, flush=True)
+    return {
+        "benchmark": "gan_throughput",
+        "threads": threads,
+        "steps": steps,
+        "augment_p": AUGMENT_P,
+        "seed": seed,
+        "cores": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "rows": measured,
+    }
+
+
+def table(result: dict) -> str:
+    head = f"{'row':<14}{'px':>4}{'batch':>6}{'prec':>6}{'G_main':>8}{'D_main':>8}{'G_reg':>8}{'D_reg':>8}"
+    head += f"{'step ms':>9}{'img/s':>7}{'(med)':>7}{'kimg/h':>8}{'smpl/s':>8}{'RSS MB':>8}  channels 4..res"
+    lines = [head]
+    for row in result["rows"]:
+        ms = row["ms_min"]
+        lines.append(
+            f"{row['row']:<14}{row['resolution']:>4}{row['batch']:>6}{row['precision']:>6}"
+            f"{ms['G_main']:>8.0f}{ms['D_main']:>8.0f}{ms['G_reg']:>8.0f}{ms['D_reg']:>8.0f}"
+            f"{row['step_ms_min']:>9.0f}{row['img_per_s_min']:>7.1f}{row['img_per_s_median']:>7.1f}"
+            f"{row['kimg_per_hour']:>8.1f}{row['sample_per_s']:>8.1f}{row['peak_rss_mb']:>8}  "
+            + "/".join(str(c) for c in row["channels"].values())
+        )
+    return "\n".join(lines)
+
+
+def modconv_rows(threads: int, steps: int, seed: int) -> dict:
+    """ms of forward + backward of one SynthesisLayer, grouped vs scaled (min of ``steps``+1 runs)."""
+    import torch
+
+    from training.gan.stylegan2.networks import SynthesisLayer
+
+    torch.set_num_threads(threads)
+    rows = []
+    for batch, cin, cout, res, up in MODCONV_LAYERS:
+        row = {"batch": batch, "in": cin, "out": cout, "resolution": res, "up": up}
+        for formulation in ("grouped", "scaled"):
+            torch.manual_seed(seed)
+            layer = SynthesisLayer(cin, cout, 64, res, up=up)
+            layer.formulation = formulation
+            size = res // 2 if up else res
+            x = torch.randn(batch, cin, size, size).contiguous(memory_format=torch.channels_last).requires_grad_()
+            w = torch.randn(batch, 64)
+            times = []
+            for _ in range(steps + 2):
+                started = time.perf_counter()
+                layer(x, w).square().mean().backward()
+                times.append(time.perf_counter() - started)
+            row[f"{formulation}_ms"] = round(1000 * min(times[1:]), 1)
+        rows.append(row)
+    return {"benchmark": "gan_modconv", "threads": threads, "load_average": os.getloadavg(), "rows": rows}
+
+
+def modconv_table(result: dict) -> str:
+    lines = [f"{'layer':<26}{'grouped ms':>11}{'scaled ms':>10}"]
+    for r in result["rows"]:
+        name = f"N{r['batch']} {r['in']}->{r['out']} @{r['resolution']}{' up' if r['up'] else ''}"
+        lines.append(f"{name:<26}{r['grouped_ms']:>11.1f}{r['scaled_ms']:>10.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.modconv:
+        result = modconv_rows(args.threads, args.steps, args.seed)
+        print(json.dumps(result, indent=2))
+        print(modconv_table(result))
+        if args.json_out:
+            args.json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        return 0
+    result = run(args.rows.split(","), args.threads, args.steps, args.paper_steps, args.seed)
+    print(json.dumps(result, indent=2))
+    print(table(result))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

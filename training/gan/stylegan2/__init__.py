@@ -1,0 +1,1 @@
+"""The StyleGAN2-ADA family: ``networks``, ``loss``, ``config``."""
