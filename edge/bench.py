@@ -11,7 +11,7 @@ One run, the same frames for every measurement:
   including time waiting in the queue, which blocks on a finite folder).
 - **bare**: the same frames, pre-tiled, through the same inference backends only.
 - **naive**: the same model at batch 1 per patch (and eager PyTorch at batch 1, rebuilt from
-  the bundle's ``spec`` with random weights, where torch and the training package are there).
+  the bundle's ``spec`` with random weights, when ``benchmarks/edge_vs_eager.py`` runs the bench).
 - **stages**: the station's per-stage times plus the decode time of the frames.
 - **memory**: peak RSS of the process during the pipeline run.
 - **ROI scaling**: one inspection (tile → infer → postprocess) of a 4000² frame with a 1920² and
@@ -19,13 +19,12 @@ One run, the same frames for every measurement:
 
 Everything the station would keep (outbox, store, broker) lives in a temporary folder; only a
 TensorRT engine cache is shared with the configured ``data_dir`` (so no engine is rebuilt).
-Eager PyTorch is measured by ``training.export.eager_reference`` where training is installed;
-no edge module imports torch.
+No edge module imports torch or the training package: eager PyTorch is measured only when the
+training side's ``benchmarks/edge_vs_eager.py`` hands the measurement in (:data:`EagerMeasure`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import platform
 import signal
@@ -60,10 +59,17 @@ from edge.publish.broker import LOOPBACK, find_mosquitto, free_port
 from edge.runtime.inspector import Inspector
 from edge.runtime.station import Station, load_station_bundles, resolve_data_path
 from edge.runtime.stats import RuntimeStats
-from edge.sources.base import Frame
+from edge.sources.base import Frame, FrameSource
 from edge.sources.decode import IMAGE_SUFFIXES
 from edge.tiling import FrameTiler, RoiConfig
 from shared.bundle import LoadedBundle
+
+TimePerPatch = Callable[[list[np.ndarray], Callable[[np.ndarray], None]], float]
+EagerMeasure = Callable[
+    [dict[str, dict[str, Any]], list[np.ndarray], int, TimePerPatch], tuple[float | None, dict[str, Any]]
+]
+"""(bundle specs by task, frames' patch batches, seed, timer) -> (seconds or None, details)."""
+EAGER_ELSEWHERE = "measured by benchmarks/edge_vs_eager.py on a training install (the edge has no torch)"
 
 BENCH_SCHEMA_VERSION = 1
 DEFAULT_FRAME_SIZE = (3200, 2224)  # the synthetic pump frames' size (training.synth)
@@ -91,6 +97,7 @@ class BenchConfig:
     naive_frames: int = 2  # frames whose patches run one by one (slow by design)
     roi_repeats: int = 3
     eager: bool = True
+    eager_measure: EagerMeasure | None = None  # handed in by benchmarks/edge_vs_eager.py (needs torch)
     broker: bool = True  # embedded Mosquitto when the binary is there
     progress: Callable[[str], None] = field(default=lambda message: None)
 
@@ -128,9 +135,9 @@ class _TimedStation(Station):
 
     source_started: float | None = None
 
-    def _source_loop(self) -> None:
+    def _source_loop(self, source: FrameSource) -> None:
         self.source_started = time.perf_counter()
-        super()._source_loop()
+        super()._source_loop(source)
 
 
 def pipeline_settings(base: EdgeSettings, frames_dir: Path, work_dir: Path, broker: bool) -> EdgeSettings:
@@ -274,18 +281,17 @@ def naive_backend_runner(backends: dict[str, InferenceBackend]) -> Callable[[np.
 
 
 def measure_eager(
-    bundles: dict[str, LoadedBundle], batches: list[np.ndarray], seed: int
+    measure: EagerMeasure | None, bundles: dict[str, LoadedBundle], batches: list[np.ndarray], seed: int
 ) -> tuple[float | None, dict[str, Any]]:
-    """Seconds of eager PyTorch at batch 1 over ``batches``' patches (random weights), or None and why not.
+    """Seconds of eager PyTorch at batch 1 over ``batches``' patches, or None and why not.
 
-    The torch side lives in the training package (``training.export.eager_reference``); the edge only
-    calls it where training is installed, so no edge module ever imports torch.
+    The edge has no torch and never imports the training package: the measurement is handed in
+    (``BenchConfig.eager_measure``) by ``benchmarks/edge_vs_eager.py``, which runs on a training install.
     """
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("training") is None:
-        return None, {"status": "skipped", "reason": "torch/training not installed (edge installs have no torch)"}
-    reference = importlib.import_module("training.export.eager_reference")
+    if measure is None:
+        return None, {"status": "skipped", "reason": EAGER_ELSEWHERE}
     specs = {task: dict(bundle.manifest.spec) for task, bundle in bundles.items()}
-    return reference.eager_batch1_seconds(specs, batches, seed, time_per_patch)
+    return measure(specs, batches, seed, time_per_patch)
 
 
 # --- ROI scaling ------------------------------------------------------------------------------
@@ -451,10 +457,11 @@ def measure_inference(
 def measure_eager_naive(config: BenchConfig, bundles: dict[str, LoadedBundle], batches: list[np.ndarray]) -> dict:
     frames = batches[: config.naive_frames]
     if not config.eager:
-        eager_s, eager = None, {"status": "skipped", "reason": "--quick" if config.quick else "--no-eager"}
+        reason = "--quick" if config.quick else EAGER_ELSEWHERE
+        eager_s, eager = None, {"status": "skipped", "reason": reason}
     else:
         config.progress("naive eager PyTorch (batch 1)")
-        eager_s, eager = measure_eager(bundles, frames, config.seed)
+        eager_s, eager = measure_eager(config.eager_measure, bundles, frames, config.seed)
     return {**eager, "frames": len(frames), "seconds": _round(eager_s, 3), "fps": _fps(len(frames), eager_s)}
 
 

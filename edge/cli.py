@@ -354,9 +354,8 @@ def bench(
         None, "--frames-dir", help="Benchmark on the image files of this folder instead of synthetic frames."
     ),
     frame_size: str = typer.Option("3200x2224", "--frame-size", help="WIDTHxHEIGHT of the synthetic frames."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic frames (and of the eager models' weights)."),
-    quick: bool = typer.Option(False, "--quick", help="Smoke run: 1 naive frame, 1 ROI repeat, no eager PyTorch."),
-    eager: bool = typer.Option(True, "--eager/--no-eager", help="Also time eager PyTorch at batch 1 (needs torch)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic frames."),
+    quick: bool = typer.Option(False, "--quick", help="Smoke run: 1 naive frame, 1 ROI repeat."),
     use_broker: bool = typer.Option(
         True, "--broker/--no-broker", help="Publish to an embedded Mosquitto (--no-broker: outbox only)."
     ),
@@ -399,7 +398,7 @@ def bench(
         frames_dir=frames_dir,
         seed=seed,
         quick=quick,
-        eager=eager,
+        eager=False,  # eager PyTorch: benchmarks/edge_vs_eager.py (the edge never imports torch)
         broker=use_broker,
         progress=lambda message: console.print(f"bench: {message}", markup=False, highlight=False),
     )

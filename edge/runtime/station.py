@@ -184,7 +184,7 @@ class Station:
             check_source_exists(settings)
             self._open_source()
             drop = settings.pipeline.backpressure == "drop-oldest" or (
-                settings.pipeline.backpressure == "auto" and self.source.is_live
+                settings.pipeline.backpressure == "auto" and self.source.drops_when_busy
             )
             self.queue = FrameQueue(settings.pipeline.queue_size, drop_oldest=drop)
             log.info("backpressure: %s", "drop-oldest" if drop else "block")
@@ -208,7 +208,7 @@ class Station:
 
     def _open_source(self) -> None:
         """Create the configured source and start its thread (at start-up and after a source failure)."""
-        self.source = create_source(self.settings.source)
+        self.source = create_source(self.settings.source, self.data_dir)  # data_dir: a folder's ledger
         self.source_done.clear()
         self._source_thread = threading.Thread(
             target=self._source_loop, args=(self.source,), name="source", daemon=True
@@ -327,23 +327,24 @@ class Station:
                 result, defect_map = self._error_result(frame, seq, result_id, reason), None
             self.publisher.publish_result(result, defect_map)
         stages["publish"] = time.perf_counter() - started
+        self.source.mark_done(frame)  # the result is in the outbox: a restart need not inspect this file again
         if result.verdict == Verdict.ERROR:
             return
         started = time.perf_counter()
         if self.store is not None and inspection.analysis.patch_scores is not None:
             try:
                 logged = self.store.log(
-                    frame.frame_id,
-                    frame.captured_at,
-                    self.settings.station_id,
-                    self.settings.line_id,
-                    TileCrops(frame.image, inspection.layout),
-                    inspection.layout.boxes,
-                    inspection.analysis.patch_scores,
-                    inspection.segmenter_max_scores,
-                    inspection.segmenter_defect_pixels,
-                    self.model_versions,
-                    inspection.layout.valid_fractions,
+                    frame_id=frame.frame_id,
+                    captured_at=frame.captured_at,
+                    station=self.settings.station_id,
+                    line=self.settings.line_id,
+                    crops=TileCrops(frame.image, inspection.layout),
+                    boxes=inspection.layout.boxes,
+                    classifier_scores=inspection.analysis.patch_scores,
+                    segmenter_max_scores=inspection.segmenter_max_scores,
+                    segmenter_defect_pixels=inspection.segmenter_defect_pixels,
+                    model_versions=self.model_versions,
+                    valid_fractions=inspection.layout.valid_fractions,
                 )
                 self.stats.add("uncertain_logged", logged)
             except StoreError as error:
@@ -367,6 +368,7 @@ class Station:
                 return
             seq, result_id = self.publisher.next_result_ids()
             self.publisher.publish_result(self._error_result(frame, seq, result_id, reason))
+        self.source.mark_done(frame)  # its (ERROR) result is in the outbox
 
     def _error_result(self, frame: Frame, seq: int, result_id: str, reason: str) -> ResultMessage:
         return ResultMessage(

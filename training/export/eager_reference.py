@@ -1,8 +1,9 @@
-"""Eager PyTorch at batch 1: the naive reference ``pump-edge bench`` compares the station with.
+"""Eager PyTorch at batch 1: the naive reference the edge bench compares the station with.
 
-Lives on the training side (it needs torch); the edge bench calls it only where training is
-installed. Modules are rebuilt from the bundles' specs with random weights: the bundle carries
-no checkpoint, and speed does not depend on the weights.
+Lives on the training side (it needs torch); ``benchmarks/edge_vs_eager.py`` hands it to the
+edge bench (``BenchConfig.eager_measure``), so no edge module imports training. Modules are
+rebuilt from the bundles' specs with random weights: the bundle carries no checkpoint, and speed
+does not depend on the weights.
 """
 
 from __future__ import annotations
