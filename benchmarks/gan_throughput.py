@@ -43,7 +43,7 @@ ROWS: dict[str, tuple[dict, int]] = {
     "tiny64-bf16": ({"preset": "tiny", "precision": "bf16"}, 0),
     "tiny64-nchw": ({"preset": "tiny", "channels_last": False}, 0),
 }
-DEFAULT_ROWS = "paper128,w2048-128px,w1024-128px,w2048-64px,w1024-64px,tiny64-bf16,tiny64-nchw"
+DEFAULT_ROWS = "paper128,w2048-128px,tiny128,w2048-64px,tiny64,tiny64-nchw,tiny64-bf16"
 # (batch, in, out, resolution, up) of single synthesis layers at the tiny and paper widths.
 MODCONV_LAYERS = [
     (32, 128, 128, 8, False), (32, 128, 64, 16, True), (32, 64, 64, 16, False), (32, 64, 32, 32, True),
@@ -59,7 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=DEFAULT_ROWS, help=f"comma-separated rows of {sorted(ROWS)}")
     parser.add_argument("--steps", type=int, default=3, help="timed repetitions of every phase (default 3)")
-    parser.add_argument("--paper-steps", type=int, default=1, help="timed repetitions for paper128 (default 1)")
+    parser.add_argument(
+        "--slow-steps", type=int, default=1, help="timed repetitions for the slow rows: paper, bf16 (default 1)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads per row (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and inputs (default 0)")
     parser.add_argument("--modconv", action="store_true", help="time the modconv formulations per layer instead")
@@ -68,8 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [r for r in args.rows.split(",") if r not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; valid: {sorted(ROWS)}")
-    if args.steps < 1 or args.paper_steps < 1:
-        parser.error("--steps and --paper-steps must be >= 1")
+    if args.steps < 1 or args.slow_steps < 1:
+        parser.error("--steps and --slow-steps must be >= 1")
     return args
 
 
@@ -175,10 +177,11 @@ def measure(name: str, threads: int, steps: int, seed: int) -> dict:
     return row
 
 
-def run(rows: list[str], threads: int, steps: int, paper_steps: int, seed: int) -> dict:
+def run(rows: list[str], threads: int, steps: int, slow_steps: int, seed: int) -> dict:
     measured = []
     for name in rows:
-        measured.append(measure(name, threads, paper_steps if name.startswith("paper") else steps, seed))
+        slow = name.startswith("paper") or "bf16" in name
+        measured.append(measure(name, threads, slow_steps if slow else steps, seed))
         print(table({"rows": measured[-1:]}).splitlines()[-1], file=sys.stderr, flush=True)
     return {
         "benchmark": "gan_throughput",
@@ -252,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json_out:
             args.json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         return 0
-    result = run(args.rows.split(","), args.threads, args.steps, args.paper_steps, args.seed)
+    result = run(args.rows.split(","), args.threads, args.steps, args.slow_steps, args.seed)
     print(json.dumps(result, indent=2))
     print(table(result))
     if args.json_out:
