@@ -111,8 +111,11 @@ def run(
     """Run the station: source -> tiles -> batched inference -> defect maps -> MQTT (+ uncertain patches).
 
     Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, or --once done), 1 failed (e.g. restart
-    budget spent), 2 bad configuration or bundle, 3 --once finished with messages left in
-    the outbox (they go out at the next start).
+    budget spent, a finite source died), 2 bad configuration or bundle (also: another station
+    holds this data_dir's outbox), 3 --once finished with messages left in the outbox (they go
+    out at the next start), 4 --once finished but some input was not inspected (bad files,
+    frames that failed or were skipped), 5 the broker refused messages (dead letters kept:
+    see `pump-edge outbox --dead-letters`).
     """
     from edge.runtime.station import Station
 
@@ -418,11 +421,13 @@ def main() -> None:
     """Console entry point: config errors become one clear message and exit code 2."""
     from edge.backends import BackendError
     from edge.publish.broker import MosquittoNotFound
+    from edge.publish.outbox import OutboxBusy
     from edge.store import StoreError
 
     try:
         app()
-    except (ConfigError, ValueError, BackendError, MosquittoNotFound, StoreError) as error:
+    except (ConfigError, ValueError, BackendError, MosquittoNotFound, StoreError, OutboxBusy) as error:
+        # OutboxBusy: a second station on the same data_dir is a configuration error, not a crash to retry
         console.print(f"error: {error}", style="red", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
 

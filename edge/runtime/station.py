@@ -164,7 +164,7 @@ class Station:
             mqtt_config, self.broker = ensure_broker(settings.mqtt)
             if self.broker is not None:
                 log.info("no mqtt.host configured: embedded broker on %s:%d", mqtt_config.host, mqtt_config.port)
-            self.publisher = MqttPublisher(
+            publisher = MqttPublisher(
                 mqtt_config,
                 line=settings.line_id,
                 station=settings.station_id,
@@ -173,7 +173,8 @@ class Station:
                 config_hash=config_hash(settings.model_dump(mode="json")),
                 data_dir=self.data_dir,
             )
-            self.publisher.start()
+            publisher.start()  # raises OutboxBusy when another station holds this data_dir's outbox
+            self.publisher = publisher  # only a started publisher is stopped (and sends stats) at shutdown
         kind = getattr(self.backend_config.kind, "value", self.backend_config.kind)
         with startup_step(4, total, f"prepare backends ({kind})"):
             self.worker = _Worker(self._open_inspector())

@@ -11,7 +11,6 @@ not inspect a file again.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import sys
 import threading
@@ -173,3 +172,18 @@ def test_a_watched_folder_inspects_a_burst_and_a_restart_does_not_inspect_again(
     assert len(got) == BURST_FILES + 1, [r.frame_id for r in got]  # only the new file: nothing inspected twice
     assert got[-1].frame_id.startswith("new_after_restart")
     assert station.stats.frames_done == 1
+
+
+def test_a_second_station_on_the_same_data_dir_exits_2_naming_the_outbox(broker, tmp_path, bundles):  # noqa: F811
+    from edge.publish.outbox import Outbox
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "one.png"), clean_frame(0))
+    outbox = tmp_path / "data" / "mqtt" / "outbox.sqlite3"
+    outbox.parent.mkdir(parents=True)
+    with Outbox(outbox, lock=True):  # the first station, as far as the file lock can tell
+        process = pump_edge(*cli_args(tmp_path, bundles, broker.port, f"folder:{folder}"), "--once", env=GEOMETRY_ENV)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2, stderr  # systemd does not restart-loop a unit pointed at a busy data dir
+    assert "outbox.sqlite3" in stderr and "in use by another process" in stderr and "Traceback" not in stderr
