@@ -295,15 +295,19 @@ def test_the_bombs_name_their_declared_size_the_limit_and_the_setting(tmp_path: 
 
 
 _PEAK_RSS_PROBE = """
-import resource, sys
+import sys
 from edge.sources import SourceConfig, create_source
 with create_source(SourceConfig(spec="folder:" + sys.argv[1])) as source:
     kinds = [type(item).__name__ for item in source]
-print(len(kinds), kinds.count("FrameError"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM: the peak of this process's own memory. ru_maxrss is not: Linux carries it across exec
+# from the forked parent, so under a 1 GB pytest process it reads 1 GB whatever the child did.
+peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(len(kinds), kinds.count("FrameError"), peak_kib)
 """
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak RSS from /proc (Linux)")
 def test_reading_the_bomb_folder_stays_far_below_the_1_gb_budget(tmp_path: Path):
     expected = write_hostile_frames(tmp_path / "bombs")
     result = subprocess.run(
