@@ -126,8 +126,12 @@ step; at 128 px the same widths give 26.5 img/s with 8 channels at full resoluti
 2048 is 2.3-2.7x slower at either size. 64 px also matches what the CPU classifier preset
 looks at; a pool for 128 px consumers is the 64 px samples up-sampled 2x. A 10-minute run on
 the 617 defective Magnetic Tile training patches (64 px) trains at 38 img/s (~23 kimg).
-bf16 autocast is *not* used: this CPU has no native bf16 (torch reports AVX2 only), and
-emulated bf16 makes the main phases ~13x slower; R1/PL stay fp32 in any case.
+bf16 autocast is *not* the default: on a CPU without native bf16 (torch reports AVX2 only; the
+table above) emulated bf16 makes the main phases ~13x slower, and where the CPU has it (AVX-512
+bf16 + AMX, torch reports AVX512) it gains little: ``--rows tiny64,tiny64-bf16 --steps 3
+--slow-steps 3`` on such a 2-core machine gave 997 vs 875 ms per step (1.14x; medians 1.37x),
+not worth a precision that depends on the machine. ``precision = "bf16"`` stays available;
+R1/PL stay fp32 in any case.
 
 γ and the EMA follow the 'auto' formulas for 64 px / batch 32 (γ = 0.0256, EMA 10 kimg, ramp-up
 0.05). ``ada_kimg``: see the preset value's comment.
