@@ -1,0 +1,130 @@
+"""The GAN family registry: everything the family-blind loop, checkpoints and sampling need.
+
+A family is a frozen :class:`GanFamily`: its key, the ``origin`` its samples carry in a patch
+set, the ``[gan]`` sub-table holding its config overrides, and factories (config, networks,
+augment pipe, loss, Adam settings, sampler, multi-GPU scaling). The loop only ever calls these
+factories and the loss's ``accumulate_gradients(phase, ...)``; it never names an architecture.
+``stylegan2`` is registered here; SemanticGAN registers itself the same way (``register``).
+
+Every family's config exposes the attributes listed in :class:`LoopConfig` (the loop reads
+them); anything else in it is the family's own business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+from torch import nn
+
+
+class LoopConfig(Protocol):
+    """What the loop reads from a family's config (one GPU's view, see ``GanFamily.for_gpus``)."""
+
+    resolution: int
+    img_channels: int
+    z_dim: int
+    batch_size: int
+    g_reg_interval: int
+    d_reg_interval: int
+    ema_kimg: float
+    ema_rampup: float | None
+    augment_p: float
+    ada_target: float | None
+    ada_interval: int
+    ada_kimg: float
+
+
+@dataclass(frozen=True)
+class GanFamily:
+    """One registered GAN family (see the module docstring)."""
+
+    key: str
+    origin: str
+    config_section: str
+    presets: tuple[str, ...]
+    config: Callable[..., BaseModel]  # config(preset, overrides) -> validated config
+    parse_config: Callable[[Mapping[str, Any]], BaseModel]  # a saved config dict -> config
+    build: Callable[[Any], tuple[nn.Module, nn.Module]]  # cfg -> fresh (G, D)
+    augment: Callable[[Any], nn.Module | None]  # cfg -> ADA pipe (or None)
+    loss: Callable[..., Any]  # loss(cfg, G, D, pipe) -> object with accumulate_gradients/state_dict
+    optimizers: Callable[[Any], dict[str, dict]]  # cfg -> {"G": adam kwargs, "D": adam kwargs}
+    sampler: Callable[..., nn.Module]  # sampler(G, psi=1.0, noise_mode="const") -> z -> image module
+    for_gpus: Callable[[Any, int], Any]  # (cfg, gpus) -> per-GPU cfg under the 'auto' rules
+
+
+_REGISTRY: dict[str, GanFamily] = {}
+
+
+def register(family: GanFamily) -> GanFamily:
+    """Add ``family`` (a key registered twice is an error)."""
+    if family.key in _REGISTRY:
+        raise ValueError(f"GAN family {family.key!r} is already registered")
+    _REGISTRY[family.key] = family
+    return family
+
+
+def family_keys() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_family(key: str) -> GanFamily:
+    """The registered family ``key``; unknown keys list the valid ones."""
+    if key not in _REGISTRY:
+        raise KeyError(f"unknown GAN family {key!r}; valid: {family_keys()}")
+    return _REGISTRY[key]
+
+
+# --- stylegan2 ------------------------------------------------------------------------------
+
+
+def auto_batch_for_gpus(batch_one_gpu: int, gpus: int) -> int:
+    """Total batch for ``gpus`` under 'auto': gpus x (one GPU's batch), capped at max(64, it), >= gpus."""
+    return max(gpus, min(gpus * batch_one_gpu, max(64, batch_one_gpu)))
+
+
+def _stylegan2_family() -> GanFamily:
+    from training.gan.stylegan2.build import adam_settings, build_augment_pipe, build_loss, build_networks
+    from training.gan.stylegan2.config import PRESETS, StyleGAN2Config, preset
+    from training.gan.stylegan2.networks import SamplingGenerator
+
+    def config(name: str, overrides: Mapping[str, Any] | None = None) -> StyleGAN2Config:
+        return preset(name, **dict(overrides or {}))
+
+    def for_gpus(cfg: StyleGAN2Config, gpus: int) -> StyleGAN2Config:
+        """'auto' multi-GPU rule: total batch capped at 64, γ ∝ 1/total batch, EMA ∝ total batch.
+
+        ``cfg`` is the one-GPU config; with 1 GPU it comes back unchanged. Example (paper preset,
+        2 GPUs): batch 32 per GPU (64 in all), γ 0.1024 -> 0.0512, EMA 10 -> 20 kimg.
+        """
+        if gpus <= 1:
+            return cfg
+        total = auto_batch_for_gpus(cfg.batch_size, gpus)
+        scale = total / cfg.batch_size
+        return cfg.model_copy(
+            update={
+                "batch_size": max(1, total // gpus),
+                "r1_gamma": cfg.r1_gamma / scale,
+                "ema_kimg": cfg.ema_kimg * scale,
+            }
+        )
+
+    return GanFamily(
+        key="stylegan2",
+        origin="gan",
+        config_section="stylegan2",
+        presets=tuple(PRESETS),
+        config=config,
+        parse_config=lambda data: StyleGAN2Config(**dict(data)),
+        build=build_networks,
+        augment=lambda cfg: build_augment_pipe(cfg),
+        loss=build_loss,
+        optimizers=adam_settings,
+        sampler=lambda G, psi=1.0, noise_mode="const": SamplingGenerator(G, psi=psi, noise_mode=noise_mode),
+        for_gpus=for_gpus,
+    )
+
+
+register(_stylegan2_family())
