@@ -20,7 +20,6 @@ from rich.table import Table
 from edge.backends.config import Precision
 from edge.config import FILE_PARTS, EdgeSettings, check_files
 from shared.config import ConfigError, load_settings
-from shared.tiling import center_roi, grid_tiles
 
 app = typer.Typer(
     help="Edge side of pump inspection: frames -> tiles -> inference -> defect maps -> MQTT.",
@@ -140,10 +139,12 @@ def tiles(
     config_file: Path | None = ConfigOpt,
 ) -> None:
     """Show the ROI and tile grid a frame of WIDTH x HEIGHT gets (same functions as training)."""
-    geometry = load_settings(EdgeSettings, config_file).geometry
-    crop = geometry.crop_px or max(width, height)
-    roi = center_roi(width, height, crop, crop)
-    boxes = grid_tiles(roi, geometry.tile_px, geometry.min_overlap_px)
+    from edge.tiling import make_layout
+
+    settings = load_settings(EdgeSettings, config_file)
+    geometry = settings.geometry
+    layout = make_layout(width, height, geometry, settings.roi)  # the station's own rule (crop or [roi] box)
+    roi, boxes = layout.roi, layout.boxes
     xs = sorted({box.x for box in boxes})
     ys = sorted({box.y for box in boxes})
     table = Table(title=f"{width}x{height} frame")

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.bundle import BundleInput
 from shared.config import GeometryConfig
 from shared.patching import extract_patches
-from shared.tiling import Roi, TileBox, box_roi, center_roi, grid_tiles
+from shared.tiling import Roi, TileBox, box_roi, crop_roi, grid_tiles
 
 MAX_CACHED_LAYOUTS = 8  # frame sizes a station sees: one or two; the bound only stops a leak
 # uint8 -> float32 in [0, 1] exactly as training computes it (float32 division by 255).
@@ -58,8 +58,7 @@ def frame_roi(width: int, height: int, geometry: GeometryConfig, roi_box: RoiCon
     """The ROI of a ``width x height`` frame: the configured box, else training's center crop."""
     if roi_box is not None:
         return box_roi(width, height, roi_box.x, roi_box.y, roi_box.width, roi_box.height)
-    crop = geometry.crop_px or max(width, height)
-    return center_roi(width, height, crop, crop)
+    return crop_roi(width, height, geometry.crop_px)
 
 
 def make_layout(width: int, height: int, geometry: GeometryConfig, roi_box: RoiConfig | None = None) -> TileLayout:

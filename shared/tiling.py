@@ -74,6 +74,22 @@ def center_roi(frame_width: int, frame_height: int, roi_width: int, roi_height: 
     return Roi((frame_width - width) // 2, (frame_height - height) // 2, width, height)
 
 
+def crop_roi(frame_width: int, frame_height: int, crop_px: int) -> Roi:
+    """The ROI rule of ``GeometryConfig.crop_px``: a square center crop, ``0`` = the whole frame.
+
+    The one place the rule lives: training cuts patches and the edge tiles frames with it.
+
+    >>> crop_roi(3200, 2224, 1920)
+    Roi(x=640, y=152, width=1920, height=1920)
+    >>> crop_roi(3200, 2224, 0)
+    Roi(x=0, y=0, width=3200, height=2224)
+    """
+    if crop_px < 0:
+        raise ValueError(f"crop_px must be >= 0 (0 = whole frame), got {crop_px}")
+    side = crop_px or max(frame_width, frame_height)
+    return center_roi(frame_width, frame_height, side, side)
+
+
 def box_roi(frame_width: int, frame_height: int, x: int, y: int, width: int, height: int) -> Roi:
     """A configured ROI box, clipped to the frame; raises if nothing of it is inside."""
     x0, y0 = max(0, x), max(0, y)

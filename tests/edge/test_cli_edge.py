@@ -228,3 +228,14 @@ def test_an_unknown_pump_variable_exits_2_naming_it_and_the_closest_name(tmp_pat
     assert result.returncode == 2  # was: exit 0, the station silently kept station_id "station1"
     assert "PUMP_STATON_ID (environment variable): not a setting of EdgeSettings" in one_line(result)
     assert "did you mean PUMP_STATION_ID?" in one_line(result)
+
+
+def test_tiles_shows_the_roi_the_station_uses_also_a_configured_box(tmp_path, bundles):
+    config = write_config(tmp_path, *bundles)
+    whole = runner.invoke(app, ["tiles", "640", "480", "--config", str(config)], env={"COLUMNS": "200"})
+    assert whole.exit_code == 0, whole.output
+    assert "x=0 y=0 640x480" in whole.output  # crop_px = 0: the whole frame
+    config.write_text(config.read_text() + "[roi]\nx = 100\ny = 40\nwidth = 300\nheight = 200\n")
+    boxed = runner.invoke(app, ["tiles", "640", "480", "--config", str(config)], env={"COLUMNS": "200"})
+    assert boxed.exit_code == 0, boxed.output
+    assert "x=100 y=40 300x200" in boxed.output  # was: the center crop, whatever [roi] said

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import shared.tiling as tiling
-from shared.tiling import Roi, TileBox, axis_starts, box_roi, center_roi, grid_tiles, random_tiles
+from shared.tiling import Roi, TileBox, axis_starts, box_roi, center_roi, crop_roi, grid_tiles, random_tiles
 
 
 def test_doctests_of_the_geometry_hold():
@@ -78,3 +78,19 @@ def test_bad_geometry_is_refused_with_the_reason():
     with pytest.raises(ValueError, match="outside"):
         box_roi(100, 100, 200, 200, 10, 10)
     assert box_roi(100, 100, 90, -5, 50, 50) == Roi(90, 0, 10, 45)
+
+
+@given(width=st.integers(1, 5000), height=st.integers(1, 5000), crop=st.integers(0, 6000))
+def test_crop_roi_is_the_center_crop_and_zero_means_the_whole_frame(width, height, crop):
+    roi = crop_roi(width, height, crop)
+    if crop == 0:
+        assert roi == Roi(0, 0, width, height)
+    else:
+        assert roi == center_roi(width, height, crop, crop)
+    assert roi.x + roi.width <= width and roi.y + roi.height <= height
+
+
+def test_crop_roi_refuses_a_negative_crop():
+    with pytest.raises(ValueError, match="crop_px must be >= 0"):
+        crop_roi(640, 480, -1)
+

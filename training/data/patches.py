@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from shared.config import ConfigBool, GeometryConfig, SeedInt
 from shared.patching import extract_mask_patches, extract_patches
-from shared.tiling import Roi, TileBox, center_roi, grid_tiles, random_tiles
+from shared.tiling import Roi, TileBox, crop_roi, grid_tiles, random_tiles
 from training.data.dataset import Dataset, ImageRecord
 from training.data.patchset import (
     PATCHES_NAME,
@@ -69,8 +69,8 @@ def image_rng(seed: int, image_id: str) -> np.random.Generator:
 
 
 def image_roi(record: ImageRecord, geometry: GeometryConfig) -> Roi:
-    crop = geometry.crop_px or max(record.width, record.height)
-    return center_roi(record.width, record.height, crop, crop)
+    """The ROI of an image: :func:`shared.tiling.crop_roi`, the edge's rule too."""
+    return crop_roi(record.width, record.height, geometry.crop_px)
 
 
 def tile_boxes(
