@@ -93,4 +93,3 @@ def test_crop_roi_is_the_center_crop_and_zero_means_the_whole_frame(width, heigh
 def test_crop_roi_refuses_a_negative_crop():
     with pytest.raises(ValueError, match="crop_px must be >= 0"):
         crop_roi(640, 480, -1)
-
