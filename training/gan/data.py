@@ -1,0 +1,114 @@
+"""What a GAN trains on: the training split's defective patches plus their defect-pasted copies.
+
+The thesis's recipe (without pasted copies the GAN ignores the rare defects), with one hard
+rule: **no test-split group reaches the GAN** — a GAN trained on test content leaks it into
+every synthetic pool made from it. The validation split is left out too: the classifier's
+threshold is tuned on it, so a pool that had seen it would tune on its own training data.
+
+Selected rows of ``PATCHES`` (split as written in ``patches.csv``, never re-drawn):
+
+* ``origin=real``, ``split=train``, ``has_defect``;
+* ``origin=pasted`` with ``has_defect`` whose ``source_group`` is a training group — from
+  ``PATCHES`` itself and from any ``--pasted`` pool made from it (`pump-train paste`). A pasted
+  row whose source group is validation or test (or unknown) is dropped and counted.
+
+Images become grayscale (BGR -> gray), area-resized (or linearly up-sized) to the GAN's
+resolution, uint8 [N, res, res]. :func:`GanData.describe` is what the run folder records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from training.data.patchset import PatchOrigin, PatchRecord, PatchSet, load_patchset
+from training.data.splits import TRAIN
+
+
+@dataclass(frozen=True)
+class GanData:
+    """The GAN's training images and where they came from."""
+
+    images: np.ndarray  # uint8 [N, res, res]
+    patches: Path
+    pasted_pools: tuple[Path, ...]
+    counts: dict[str, int] = field(default_factory=dict)
+    fingerprint: str = ""
+
+    def describe(self) -> dict:
+        """The run folder's record of the data (``data.json``)."""
+        return {
+            "patches": str(self.patches.resolve()),
+            "pasted_pools": [str(p.resolve()) for p in self.pasted_pools],
+            "split": TRAIN,
+            "rule": "real train-split defective patches + pasted copies of train-group defects; no val/test group",
+            "counts": dict(self.counts),
+            "resolution": int(self.images.shape[-1]),
+            "fingerprint": self.fingerprint,
+        }
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """A uint8 patch as one gray channel (BGR/BGRA converted, 16-bit scaled)."""
+    if image.dtype != np.uint8:
+        image = (image.astype(np.float32) * (255.0 / max(float(np.iinfo(image.dtype).max), 1.0))).astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.ndim == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+    return image
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` at ``size`` x ``size`` (area filter down, linear up)."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    shrink = image.shape[0] > size
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def select_records(patchset: PatchSet, pools: list[PatchSet]) -> tuple[list[tuple[PatchSet, PatchRecord]], dict]:
+    """The rows the GAN may see (see the module docstring) and the counts of what was kept/dropped."""
+    real = [r for r in patchset.records if r.origin == PatchOrigin.REAL.value]
+    split_of_group = {r.group: r.split for r in real}
+    train_groups = {g for g, s in split_of_group.items() if s == TRAIN}
+    chosen = [(patchset, r) for r in real if r.split == TRAIN and r.has_defect]
+    counts = {"real_train_defective": len(chosen), "pasted": 0, "pasted_dropped_not_train_group": 0}
+    counts["train_groups"] = len({r.group for _, r in chosen})
+    for source in [patchset, *pools]:
+        for r in source.records:
+            if r.origin != PatchOrigin.PASTED.value or not r.has_defect:
+                continue
+            if r.source_group in train_groups:
+                chosen.append((source, r))
+                counts["pasted"] += 1
+            else:
+                counts["pasted_dropped_not_train_group"] += 1
+    counts["total"] = len(chosen)
+    return chosen, counts
+
+
+def load_gan_data(patches: Path, *, resolution: int, pasted: tuple[Path, ...] = ()) -> GanData:
+    """Read the GAN's images from ``patches`` (and ``pasted`` pools) at ``resolution`` px."""
+    patchset = load_patchset(patches)
+    pools = [load_patchset(p) for p in pasted]
+    chosen, counts = select_records(patchset, pools)
+    if not chosen:
+        raise ValueError(f"{patches}: no defective training-split patches to train a GAN on")
+    images = np.stack([resize_square(to_gray(source.read_image(r)), resolution) for source, r in chosen])
+    digest = hashlib.sha256()
+    digest.update(str(patchset.meta.get("dataset", {}).get("fingerprint", "")).encode())
+    for source, r in chosen:
+        digest.update(f"{source.root.name}/{r.id}\n".encode())
+    digest.update(images.tobytes())
+    return GanData(
+        images=images,
+        patches=Path(patches),
+        pasted_pools=tuple(Path(p) for p in pasted),
+        counts=counts,
+        fingerprint=digest.hexdigest(),
+    )
