@@ -196,6 +196,25 @@ class _Batches:
 # --- the loop -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TrainedGan:
+    """What ``train_gan`` ends with: progress, the last phase statistics and the networks."""
+
+    images: int
+    steps: int
+    augment_p: float | None
+    last: dict[str, float]
+    networks: dict[str, nn.Module]
+
+    @property
+    def kimg(self) -> float:
+        return self.images / 1000
+
+    def summary(self) -> dict:
+        """JSON-able progress and last losses (no networks)."""
+        return {"kimg": self.kimg, "steps": self.steps, "augment_p": self.augment_p, "last": self.last}
+
+
 @dataclass
 class _State:
     images: int = 0
@@ -213,8 +232,8 @@ def train_gan(
     device: str = "cpu",
     group: ProcessGroup | None = None,
     resume: bool = False,
-) -> dict:
-    """Train ``family`` with one-GPU ``config`` on uint8 ``images`` [N, res, res]; returns a summary.
+) -> TrainedGan:
+    """Train ``family`` with one-GPU ``config`` on uint8 ``images`` [N, res, res].
 
     ``config`` is scaled for the process count by ``family.for_gpus``; the run folder must
     exist (the command writes config.json/data.json there first).
@@ -355,13 +374,13 @@ def train_gan(
     bar.close()
     if group.distributed:
         dist.barrier()
-    return {
-        "images": state.images,
-        "kimg": state.images / 1000,
-        "steps": state.step,
-        "augment_p": ada.p if ada is not None else None,
-        "last": last,
-    }
+    return TrainedGan(
+        images=state.images,
+        steps=state.step,
+        augment_p=ada.p if ada is not None else None,
+        last=last,
+        networks={"G": G, "D": D, "G_ema": G_ema},
+    )
 
 
 def _kimg_images(kimg: float) -> int:

@@ -12,7 +12,7 @@ import torch
 
 from training.gan.checkpoint import list_checkpoints, load_checkpoint, load_generator
 from training.gan.families import get_family
-from training.gan.loop import STATS_NAME, LoopOptions, train_gan
+from training.gan.loop import STATS_NAME, LoopOptions, TrainedGan, train_gan
 from training.train.runlog import read_runlog
 
 from .conftest import TINY_TEST
@@ -43,7 +43,7 @@ def blobs(n: int = 24, size: int = 16, seed: int = 0) -> np.ndarray:
     return images
 
 
-def run(run_dir: Path, kimg: float, resume: bool = False, **overrides: object) -> dict:
+def run(run_dir: Path, kimg: float, resume: bool = False, **overrides: object) -> TrainedGan:
     run_dir.mkdir(exist_ok=True)
     options = LoopOptions(kimg=kimg, snapshot_kimg=1.0, tick_kimg=0.016, grid_size=2, seed=3, progress=False)
     return train_gan(
@@ -56,8 +56,8 @@ def state(run_dir: Path) -> dict:
 
 
 def test_a_few_steps_write_a_checkpoint_grids_and_a_jsonl_of_losses_and_progress(tmp_path: Path):
-    summary = run(tmp_path, kimg=0.032)
-    assert summary["steps"] == 8 and summary["kimg"] == pytest.approx(0.032)
+    trained = run(tmp_path, kimg=0.032)
+    assert trained.steps == 8 and trained.kimg == pytest.approx(0.032)
     assert [images for images, _ in list_checkpoints(tmp_path)] == [32]
     for name in ("reals.png", "fakes-init.png", "fakes-000000000032.png"):
         grid = cv2.imread(str(tmp_path / "grids" / name), cv2.IMREAD_UNCHANGED)
