@@ -1,8 +1,9 @@
 """Frame -> batch: the ROI and tile grid of a frame size (cached) and the model's input tensor.
 
 The geometry and pixel work are :mod:`shared.tiling` and :mod:`shared.patching`, the very
-functions ``pump-train patches --mode grid`` cuts training patches with, so the model sees
-bit-identical patches on the line. Unlike training, the edge keeps every tile, also tiles
+functions ``pump-train patches --mode grid`` cuts training patches with, and the batch is
+:func:`shared.pixels.to_model_input`, training's own uint8 -> float32 conversion, so the model
+sees bit-identical inputs on the line. Unlike training, the edge keeps every tile, also tiles
 that are mostly padding (training skips those below ``min_valid_fraction``): a part of the
 ROI no tile covers would go uninspected. ``TileLayout.valid_fractions`` says which tiles are
 padded, for consumers that want to weigh them.
@@ -19,11 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.bundle import BundleInput
 from shared.config import GeometryConfig
 from shared.patching import extract_patches
+from shared.pixels import to_model_input
 from shared.tiling import Roi, TileBox, box_roi, crop_roi, grid_tiles
 
 MAX_CACHED_LAYOUTS = 8  # frame sizes a station sees: one or two; the bound only stops a leak
-# uint8 -> float32 in [0, 1] exactly as training computes it (float32 division by 255).
-_UINT8_TO_UNIT = np.arange(256, dtype=np.float32) / np.float32(255.0)
 
 
 class RoiConfig(BaseModel):
@@ -67,16 +67,6 @@ def make_layout(width: int, height: int, geometry: GeometryConfig, roi_box: RoiC
     boxes = grid_tiles(roi, geometry.tile_px, geometry.min_overlap_px)
     fractions = np.array([box.valid_fraction(roi) for box in boxes], dtype=np.float32)
     return TileLayout(width, height, roi, boxes, geometry.tile_px, geometry.patch_px, fractions)
-
-
-def to_input_batch(patches: np.ndarray) -> np.ndarray:
-    """uint8 patches (N, P, P) or (N, P, P, C) -> float32 NCHW in [0, 1] (= uint8 / 255, the bundle contract)."""
-    if patches.dtype != np.uint8:
-        raise ValueError(f"patches must be uint8, got {patches.dtype}")
-    unit = np.take(_UINT8_TO_UNIT, patches)
-    if unit.ndim == 3:
-        return unit[:, None, :, :]
-    return np.ascontiguousarray(unit.transpose(0, 3, 1, 2))
 
 
 class FrameTiler:
@@ -125,7 +115,7 @@ class FrameTiler:
     def tile(self, image: np.ndarray) -> tuple[TileLayout, np.ndarray]:
         """Layout and the float32 (N, C, P, P) model batch of a frame."""
         layout, patches = self.patches(image)
-        return layout, to_input_batch(patches)
+        return layout, to_model_input(patches)
 
     def _check_image(self, image: np.ndarray) -> None:
         if image.dtype != np.uint8:

@@ -3,6 +3,8 @@
 Models work on 8-bit single-channel images. Cameras and datasets deliver 8- or
 16-bit, gray or color (BGR, as OpenCV reads them); these functions turn them into
 8-bit gray deliberately, and the chosen policy is recorded wherever it is used.
+:func:`to_channels` gives an image the model's channel count and :func:`to_model_input`
+turns uint8 patches into the float32 batch every model takes, in training and on the line.
 """
 
 from __future__ import annotations
@@ -124,6 +126,61 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return out
 
 
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """Gray (H, W[, 1]), BGR or BGRA (H, W, 3|4) -> the model's ``channels``: 1 gray (H, W) or 3 BGR (H, W, 3).
+
+    The one channel rule of training and the edge: colour becomes luma with OpenCV's BT.601
+    weights (:func:`to_gray`), gray is repeated into three channels, alpha is dropped. An image
+    already in the asked form comes back as is.
+
+    >>> import numpy as np
+    >>> to_channels(np.zeros((2, 5, 4), np.uint8), 3).shape
+    (2, 5, 3)
+    >>> to_channels(np.zeros((2, 5), np.uint8), 3).shape
+    (2, 5, 3)
+    >>> to_channels(np.zeros((2, 5, 3), np.uint8), 1).shape
+    (2, 5)
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"models take 1 (gray) or 3 (BGR) channels, got {channels}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise ValueError(f"expected a gray, BGR or BGRA image, got shape {image.shape}")
+    if channels == 1:
+        return to_gray(image)
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3]) if image.shape[2] == 4 else image
+
+
+# uint8 -> float32 in [0, 1]: the table of v / 255 divided in float32. Every model input, on the
+# edge and in training, comes from this table, so the two halves feed a model the same bits.
+UINT8_TO_UNIT = np.arange(256, dtype=np.float32) / np.float32(255.0)
+UINT8_TO_UNIT.setflags(write=False)
+
+
+def to_model_input(patches: np.ndarray) -> np.ndarray:
+    """uint8 patches (N, P, P) or (N, P, P, C) -> float32 NCHW in [0, 1], the bundle's input contract.
+
+    The model input is ``uint8 / 255`` in float32 (normalisation, if any, is inside the model).
+    Training (``training.train.runtime.to_tensor``), the ONNX parity check and the edge's
+    :class:`~edge.tiling.FrameTiler` all call this, so their inputs are bit-identical.
+
+    >>> import numpy as np
+    >>> to_model_input(np.array([[[0, 255]]], np.uint8)).tolist()
+    [[[[0.0, 1.0]]]]
+    """
+    if patches.dtype != np.uint8:
+        raise ValueError(f"patches must be uint8, got {patches.dtype}")
+    if patches.ndim not in (3, 4):
+        raise ValueError(f"expected patches (N, P, P) or (N, P, P, C), got shape {patches.shape}")
+    unit = np.take(UINT8_TO_UNIT, patches)
+    if unit.ndim == 3:
+        return unit[:, None, :, :]
+    return np.ascontiguousarray(unit.transpose(0, 3, 1, 2))
+
+
 def normalize_pixels(
     image: np.ndarray,
     color: ColorPolicy = ColorPolicy.GRAY,
@@ -136,10 +193,5 @@ def normalize_pixels(
     """
     if image.ndim not in (2, 3):
         raise ValueError(f"expected a 2-D gray or 3-D colour image, got shape {image.shape}")
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = image[:, :, :3]  # alpha carries nothing for inspection
-    if color is ColorPolicy.GRAY:
-        image = to_gray(image)
-    elif image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
+    image = to_channels(image, 1 if color is ColorPolicy.GRAY else 3)  # alpha carries nothing for inspection
     return to_uint8(image, depth, significant_bits)

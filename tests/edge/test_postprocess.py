@@ -22,11 +22,12 @@ from edge.postprocess import (
     select_for_segmenter,
     stitch_defects,
 )
-from edge.tiling import FrameTiler, RoiConfig, make_layout, to_input_batch
+from edge.tiling import FrameTiler, RoiConfig, make_layout
 from shared.bundle import BundleInput, Normalization, load_bundle
 from shared.config import GeometryConfig
 from shared.messages import Verdict
 from shared.patching import extract_patches, stitch
+from shared.pixels import to_model_input
 from shared.tiling import Roi, TileBox, center_roi, grid_tiles
 from tests.edge.fixtures import make_threshold_bundles
 
@@ -107,7 +108,7 @@ def test_colour_models_get_nchw_channels_and_mismatched_frames_are_refused():
         FrameTiler(GEOMETRY).tile(image)
     with pytest.raises(ValueError, match="uint8"):
         FrameTiler(GEOMETRY).tile(image[..., 0].astype(np.uint16))
-    assert to_input_batch(np.full((1, 2, 2), 255, np.uint8)).max() == 1.0
+    assert to_model_input(np.full((1, 2, 2), 255, np.uint8)).max() == 1.0
 
 
 # --- stitching, components, cascade, verdict -------------------------------------------------

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.pixels import ColorPolicy, DepthPolicy, normalize_pixels, to_gray, to_uint8
+from shared.pixels import ColorPolicy, DepthPolicy, normalize_pixels, to_channels, to_gray, to_model_input, to_uint8
 
 
 def test_gray_conversion_matches_opencv_within_rounding():
@@ -51,3 +51,29 @@ def test_large_frames_convert_in_blocks_with_the_same_result_as_one_pass():
     whole = np.clip(np.rint(big[:, :, :3].astype(np.float32) @ np.array([0.114, 0.587, 0.299], np.float32)), 0, 65535)
     expected = np.clip(np.rint(whole.astype(np.uint16).astype(np.float32) / 257.0), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(normalize_pixels(big, ColorPolicy.GRAY, DepthPolicy.SCALE16), expected)
+
+
+def test_doctests_of_the_pixel_rules_hold():
+    import doctest
+
+    import shared.pixels
+
+    assert doctest.testmod(shared.pixels).failed == 0
+
+
+def test_model_input_is_uint8_over_255_in_float32_nchw():
+    patches = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    unit = to_model_input(patches)
+    assert unit.shape == (1, 1, 16, 16) and unit.dtype == np.float32
+    np.testing.assert_array_equal(unit[:, 0], patches.astype(np.float32) / np.float32(255.0))
+    bgr = np.stack([patches[0], patches[0] // 2, patches[0] // 3], axis=-1)[None]
+    assert to_model_input(bgr).shape == (1, 3, 16, 16) and to_model_input(bgr)[0, 1, 0, 2] == np.float32(1 / 255)
+    with pytest.raises(ValueError, match="uint8"):
+        to_model_input(patches.astype(np.uint16))
+
+
+def test_to_channels_refuses_what_no_model_takes():
+    with pytest.raises(ValueError, match="1 \\(gray\\) or 3 \\(BGR\\)"):
+        to_channels(np.zeros((4, 4), np.uint8), 2)
+    with pytest.raises(ValueError, match="gray, BGR or BGRA"):
+        to_channels(np.zeros((4, 4, 2), np.uint8), 3)

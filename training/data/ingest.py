@@ -15,7 +15,7 @@ How an unlabelled line patch is represented, so training never mistakes it for a
 - ``group`` and ``source_image`` are ``line:<station>:<frame_id>``, never a dataset group or
   image id, so no split rule or pasting step can confuse them with real images;
 - experiment splits take only ``origin = real`` rows
-  (:func:`training.experiments.data.split_records`), and pools must hold a single origin.
+  (:func:`training.data.library.split_records`), and pools must hold a single origin.
 
 Per-patch edge metadata (scores, reason, model versions, station, capture time, sha256)
 lives beside the rows in ``line_patches.csv``; ``patchset.json`` gains a ``line`` section
@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import cv2
 import numpy as np
 from pydantic import ValidationError
 
 from shared.masks import MASK_IGNORE
 from shared.patching import resize_image_tile
+from shared.pixels import to_channels
 from shared.uncertain_export import EXPORT_FORMAT, MANIFEST_CSV, MANIFEST_JSON, PATCH_FOLDER, ExportManifest
 from training.data.imageio import BadImageError, read_source_image
 from training.data.patchset import (
@@ -233,17 +233,12 @@ def _patchset_channels(patchset: PatchSet) -> int:
 
 
 def _to_channels(image: np.ndarray, channels: int) -> tuple[np.ndarray, bool]:
-    """The crop with the patch set's channel count; True when colour was converted."""
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    have = 1 if image.ndim == 2 else int(image.shape[2])
-    if have == channels:
-        return image, False
-    if channels == 1:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if have == 4 else cv2.COLOR_BGR2GRAY), True
-    if channels == 3:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if have == 1 else cv2.COLOR_BGRA2BGR), True
-    raise IngestError(f"cannot convert a {have}-channel crop to the patch set's {channels} channels")
+    """The crop in the patch set's channels by the edge's rule (``shared.pixels``); True if converted."""
+    have = 1 if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1) else int(image.shape[2])
+    try:
+        return to_channels(image, channels), have != channels
+    except ValueError:
+        raise IngestError(f"cannot convert a {have}-channel crop to the patch set's {channels} channels") from None
 
 
 def _read_line_rows(root: Path) -> list[LinePatchRecord]:

@@ -40,7 +40,7 @@ from shared.bundle import (
     write_manifest,
 )
 from shared.config import GeometryConfig
-from shared.pixels import to_gray
+from shared.pixels import to_channels, to_model_input
 from training.data.patchset import load_patchset
 from training.models.checkpoint import Checkpoint, load_checkpoint
 from training.outputs import atomic_output_dir, package_versions, sha256_file, write_json_atomic
@@ -220,28 +220,29 @@ def _parity_inputs(patches: Path | None, channels: int, input_px: int) -> tuple[
     records = patchset.records[:PARITY_SAMPLES]
     if not records:
         raise ExportError(f"{patches}: patch set has no patches for the parity check")
-    batch = np.stack([_as_channels(patchset.read_image(record), channels) for record in records])
-    if batch.shape[2:] != (input_px, input_px):
+    batch = np.stack(
+        [_as_channels(patchset.root / record.image, patchset.read_image(record), channels) for record in records]
+    )
+    if batch.shape[1:3] != (input_px, input_px):
         raise ExportError(
-            f"{patchset.root / records[0].image}: patches are {batch.shape[2]}x{batch.shape[3]} px, "
+            f"{patchset.root / records[0].image}: patches are {batch.shape[1]}x{batch.shape[2]} px, "
             f"the model takes {input_px}x{input_px}"
         )
     described = f"first {len(records)} patches of {patches}"
     if len(records) < PARITY_SAMPLES:  # keep a batch larger than 1: a batch-size bug shows only there
         batch = batch[np.arange(PARITY_SAMPLES) % len(records)]
         described += f", repeated to {PARITY_SAMPLES}"
-    return batch.astype(np.float32) / 255.0, described
+    return to_model_input(batch), described
 
 
-def _as_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """(H, W[, C]) uint8 -> (channels, H, W) uint8, as the edge converts camera pixels."""
+def _as_channels(path: Path, image: np.ndarray, channels: int) -> np.ndarray:
+    """(H, W[, C]) uint8 -> (H, W[, channels]) uint8, as the edge converts camera pixels."""
     if image.dtype != np.uint8:
         raise ExportError(f"parity patches must be 8-bit, got {image.dtype}")
-    if channels == 1:
-        return to_gray(image)[None]
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(image[:, :, :3].transpose(2, 0, 1))
+    try:
+        return to_channels(image, channels)
+    except ValueError as error:
+        raise ExportError(f"{path}: {error}") from None
 
 
 def _export_onnx(module: nn.Module, path: Path, example: torch.Tensor, opset: int) -> None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from shared.pixels import to_model_input
+
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -71,9 +73,12 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
 
 
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (N, H, W[, C]) -> float32 NCHW in [0, 1], the exported models' input contract."""
-    tensor = torch.from_numpy(np.ascontiguousarray(images)).to(device=device, dtype=torch.float32) / 255.0
-    tensor = tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2)
+    """uint8 (N, H, W[, C]) -> float32 NCHW in [0, 1], the exported models' input contract.
+
+    The values are :func:`shared.pixels.to_model_input`'s, bit for bit what the edge feeds the
+    exported model (a float division on the device may round differently, e.g. CUDA's by reciprocal).
+    """
+    tensor = torch.from_numpy(to_model_input(images)).to(device=device)
     # channels-last is oneDNN's native layout: ~15 % faster CPU convolutions, same values
     return tensor.contiguous(memory_format=torch.channels_last)
 
