@@ -263,11 +263,13 @@ def demo(
 
 def _register_model_commands() -> None:
     from training.cli_experiments import experiment_app
+    from training.cli_gan import gan_app
     from training.cli_models import classifier_app, export, segmenter_app
 
     app.add_typer(classifier_app, name="classifier")
     app.add_typer(segmenter_app, name="segmenter")
     app.add_typer(experiment_app, name="experiment")
+    app.add_typer(gan_app, name="gan")
     app.command("export")(export)
 
 

@@ -1,7 +1,7 @@
 """The training side's settings: one pydantic-settings model, loaded once in the CLI.
 
 Sections mirror the commands (``[synth]``, ``[import]``, ``[patches]``, ``[paste]``,
-``[classifier]``, ``[segmenter]``, ``[export]``) plus the ``[geometry]`` both sides share.
+``[classifier]``, ``[segmenter]``, ``[export]``, ``[gan]``) plus the ``[geometry]`` both sides share.
 Priority, lowest first: defaults < a section's preset (:mod:`training.train.config`) < TOML
 file < ``PUMP_*`` environment < command-line flags. Example ``pump.toml``::
 
@@ -25,6 +25,7 @@ from shared.config import GeometryConfig, PumpSettings, SeedInt
 from training.data.importers.base import ImportOptions
 from training.data.paste import PasteOptions
 from training.data.patches import PatchOptions
+from training.gan.settings import GanSettings
 from training.synth.config import SynthConfig
 from training.train.config import ClassifierSettings, ExportOptions, SegmenterSettings
 
@@ -47,6 +48,7 @@ class TrainSettings(PumpSettings):
         default_factory=SegmenterSettings, description="Patch segmenter: preset, model, schedule, data, threshold."
     )
     export: ExportOptions = Field(default_factory=ExportOptions, description="ONNX bundle export.")
+    gan: GanSettings = Field(default_factory=GanSettings, description="GAN training: family, preset, kimg, snapshots.")
 
     @model_validator(mode="after")
     def _schedule_seeds_default_to_seed(self) -> TrainSettings:

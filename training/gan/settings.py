@@ -1,0 +1,69 @@
+"""The ``[gan]`` section of :class:`training.config.TrainSettings` (no torch here: settings are data).
+
+What the run does (family, preset, how long, how often to log and snapshot, where) lives here;
+the family's own hyper-parameters live in the family's config (``training/gan/<family>/config.py``)
+and are overridden through the family's sub-table, checked by that config when the run starts::
+
+    [gan]
+    family = "stylegan2"
+    preset = "tiny"
+    kimg = 300
+    [gan.stylegan2]          # any StyleGAN2Config field
+    r1_gamma = 0.05
+    augment = "blit"
+
+Presets are data (``GAN_PRESETS``), applied beneath file, environment and flags like the
+classifier's; the same preset name also picks the family's preset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# tiny: ~20 CPU minutes at the tiny preset's ~35 img/s is ~40 kimg; a grid every 2 kimg shows progress.
+# paper: StyleGAN2-ADA's 25,000 kimg 'auto' run (GPU work), snapshots every 200 kimg as its default 50 ticks x 4.
+GAN_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"kimg": 40.0, "snapshot_kimg": 2.0, "tick_kimg": 0.5},
+    "paper": {"kimg": 25_000.0, "snapshot_kimg": 200.0, "tick_kimg": 4.0},
+}
+DEFAULT_GAN_PRESET = "tiny"
+Override = int | float | str | None
+
+
+class GanSettings(BaseModel):
+    """``[gan]``: `gan train` (the family's own values go in ``[gan.<family>]``)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    family: Literal["stylegan2"] = Field("stylegan2", description="Registered GAN family to train.")
+    preset: Literal["tiny", "paper"] = Field(
+        DEFAULT_GAN_PRESET, description="tiny (CPU, 64 px) or paper ('auto' at 128 px): loop and family values."
+    )
+    kimg: float = Field(40.0, gt=0, le=1_000_000, description="Train until this many thousand real images were shown.")
+    snapshot_kimg: float = Field(
+        2.0, gt=0, le=100_000, description="Checkpoint + fixed-latent grid every this many kimg (and at the end)."
+    )
+    tick_kimg: float = Field(
+        0.5, gt=0, le=10_000, description="A stats.jsonl line and progress update every this many kimg."
+    )
+    grid_size: int = Field(8, ge=1, le=32, description="Sample grids show grid_size x grid_size fixed latents.")
+    device: str = Field("cpu", min_length=1, description="cpu, cuda, cuda:N or auto (under torchrun: cuda:LOCAL_RANK).")
+    threads: int = Field(0, ge=0, le=1024, description="Torch intra-op threads per process (0 = every core).")
+    stylegan2: dict[str, Override] = Field(
+        default_factory=dict, description="Overrides of StyleGAN2Config fields, checked when the run starts."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_beneath(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        name = data.get("preset", DEFAULT_GAN_PRESET)
+        return {**GAN_PRESETS.get(name, {}), **data}
+
+    def family_overrides(self) -> dict[str, Override]:
+        """The overrides of the selected family's config (its ``[gan.<family>]`` table)."""
+        return dict(getattr(self, self.family))
