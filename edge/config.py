@@ -21,10 +21,9 @@ from pydantic import Field
 from edge.backends.config import BackendConfig
 from edge.postprocess.config import PostprocessConfig
 from edge.publish.config import MqttConfig
-from edge.runtime.config import DEFAULT_DATA_DIR, BundlesConfig, PipelineConfig
+from edge.runtime.config import DEFAULT_DATA_DIR, BundlesConfig, PipelineConfig, RoiConfig
 from edge.sources.config import SourceConfig
 from edge.store.config import StoreConfig
-from edge.tiling import RoiConfig
 from shared.config import ConfigError, GeometryConfig, NonEmptyPath, PumpSettings
 
 FILE_PARTS = ("bundles", "mqtt", "backend")

@@ -15,8 +15,8 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from edge.runtime.config import RoiConfig  # [roi] is config (data); it lives with the other sections
 from shared.bundle import BundleInput
 from shared.config import GeometryConfig
 from shared.patching import extract_patches
@@ -24,17 +24,6 @@ from shared.pixels import to_model_input
 from shared.tiling import Roi, TileBox, box_roi, crop_roi, grid_tiles
 
 MAX_CACHED_LAYOUTS = 8  # frame sizes a station sees: one or two; the bound only stops a leak
-
-
-class RoiConfig(BaseModel):
-    """A fixed ROI box in frame pixels, for parts that do not sit at the frame's centre."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    x: int = Field(ge=0, le=65535, description="Left edge of the ROI in frame px.")
-    y: int = Field(ge=0, le=65535, description="Top edge of the ROI in frame px.")
-    width: int = Field(gt=0, le=65535, description="ROI width in frame px (clipped to the frame).")
-    height: int = Field(gt=0, le=65535, description="ROI height in frame px (clipped to the frame).")
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,12 +1,25 @@
-"""Model outputs -> defects and verdict: cascade, stitching, components, verdict rule, defect map."""
+"""Model outputs -> defects and verdict: cascade, stitching, components, verdict rule, defect map.
 
-from edge.postprocess.analysis import FrameAnalysis, analyze_frame, decide
-from edge.postprocess.cascade import select_for_segmenter
-from edge.postprocess.components import DefectRegion, find_regions
-from edge.postprocess.config import PostprocessConfig
-from edge.postprocess.defect_map import defect_mask, render_defect_map
-from edge.postprocess.scores import Thresholds, sigmoid
-from edge.postprocess.stitch import StitchedMap, stitch_defects
+The names below load on first use (PEP 562): importing a light submodule such as
+``edge.postprocess.config`` runs this file, and must not pull in OpenCV, TensorRT or SQLAlchemy
+(validating settings stays cheap, house style 10).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "edge.postprocess.analysis": ("FrameAnalysis", "analyze_frame", "decide"),
+    "edge.postprocess.cascade": ("select_for_segmenter",),
+    "edge.postprocess.components": ("DefectRegion", "find_regions"),
+    "edge.postprocess.config": ("PostprocessConfig",),
+    "edge.postprocess.defect_map": ("defect_mask", "render_defect_map"),
+    "edge.postprocess.scores": ("Thresholds", "sigmoid"),
+    "edge.postprocess.stitch": ("StitchedMap", "stitch_defects"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "DefectRegion",
@@ -23,3 +36,11 @@ __all__ = [
     "sigmoid",
     "stitch_defects",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value

@@ -1,4 +1,5 @@
-"""``[bundles]`` and ``[pipeline]`` settings: which models run, and how frames flow between threads."""
+"""``[bundles]``, ``[pipeline]`` and ``[roi]`` settings: which models run, how frames flow between threads,
+and where a frame is inspected."""
 
 from __future__ import annotations
 
@@ -65,3 +66,14 @@ class PipelineConfig(BaseModel):
 
 
 DEFAULT_DATA_DIR = Path("edge-data")
+
+
+class RoiConfig(BaseModel):
+    """A fixed ROI box in frame pixels, for parts that do not sit at the frame's centre."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    x: int = Field(ge=0, le=65535, description="Left edge of the ROI in frame px.")
+    y: int = Field(ge=0, le=65535, description="Top edge of the ROI in frame px.")
+    width: int = Field(gt=0, le=65535, description="ROI width in frame px (clipped to the frame).")
+    height: int = Field(gt=0, le=65535, description="ROI height in frame px (clipped to the frame).")

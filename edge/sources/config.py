@@ -8,6 +8,10 @@ from shared.config import ConfigBool
 from shared.imagefiles import DEFAULT_MAX_PIXELS
 from shared.pixels import ColorPolicy, DepthPolicy
 
+# The keys of ``edge.sources.registry.SOURCE_KINDS``, as data: validating a spec must not import
+# every source and OpenCV (a test keeps the two equal).
+SOURCE_KIND_NAMES: tuple[str, ...] = ("folder", "video", "camera", "synthetic")
+
 
 class SourceConfig(BaseModel):
     """One frame source, chosen by ``spec`` (``KIND:TARGET``), and its options."""
@@ -87,13 +91,11 @@ class SourceConfig(BaseModel):
     @field_validator("spec")
     @classmethod
     def _known_kind(cls, value: str) -> str:
-        from edge.sources.registry import SOURCE_KINDS  # lazy: the registry imports this module
-
         kind, sep, target = value.partition(":")
         if not sep or not target:
-            raise ValueError(f"must be KIND:TARGET with KIND one of {sorted(SOURCE_KINDS)}, got {value!r}")
-        if kind not in SOURCE_KINDS:
-            raise ValueError(f"unknown source kind {kind!r}; choose one of {sorted(SOURCE_KINDS)}")
+            raise ValueError(f"must be KIND:TARGET with KIND one of {sorted(SOURCE_KIND_NAMES)}, got {value!r}")
+        if kind not in SOURCE_KIND_NAMES:
+            raise ValueError(f"unknown source kind {kind!r}; choose one of {sorted(SOURCE_KIND_NAMES)}")
         return value
 
     @model_validator(mode="after")

@@ -259,6 +259,39 @@ def test_the_station_settings_carry_the_source_section(monkeypatch: pytest.Monke
         load_settings(EdgeSettings)
 
 
+def test_the_kind_names_config_validates_against_are_the_registry_keys():
+    from edge.sources.config import SOURCE_KIND_NAMES
+    from edge.sources.registry import SOURCE_KINDS
+
+    assert sorted(SOURCE_KIND_NAMES) == sorted(SOURCE_KINDS)
+    assert len(set(SOURCE_KIND_NAMES)) == len(SOURCE_KIND_NAMES)
+
+
+_VALIDATE_ONLY = """
+import sys
+from edge.config import EdgeSettings
+from edge.sources.config import SourceConfig
+
+SourceConfig(spec="camera:rtsp://cam/stream")
+EdgeSettings(source={"spec": "video:/data/run.mp4"}, roi={"x": 0, "y": 0, "width": 8, "height": 8})
+try:
+    SourceConfig(spec="tape:/dev/st0")
+except ValueError as error:
+    assert "choose one of ['camera', 'folder', 'synthetic', 'video']" in str(error), error
+else:
+    raise AssertionError("an unknown kind was accepted")
+print(" ".join(sorted(name for name in sys.modules if name == "cv2" or name.startswith("edge.sources."))))
+"""
+
+
+def test_validating_settings_imports_no_source_and_no_opencv():
+    result = subprocess.run(
+        [sys.executable, "-c", _VALIDATE_ONLY], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["edge.sources.config"]  # was: camera, folder, video, ... and cv2
+
+
 # --- hostile input (issue 8): a frame can fail, the source cannot ---------------------------------
 
 
