@@ -348,7 +348,7 @@ def train_gan(
                 ada.accumulate(signs, int(count))
             last.update(stats)
         _average_buffers(G, group)
-        update_ema(G_ema, G, total_batch, cfg.ema_kimg, cfg.ema_rampup, state.images)
+        update_ema(G_ema, G, batch=total_batch, ema_kimg=cfg.ema_kimg, rampup=cfg.ema_rampup, images_seen=state.images)
         state.images += total_batch
         state.step += 1
         if ada is not None and state.step % cfg.ada_interval == 0:
