@@ -79,6 +79,26 @@ SeedInt = Annotated[int, Field(ge=0, le=2**32 - 1)]
 """A random seed as numpy and torch both take it: 0 ... 2**32-1."""
 
 
+def refuse_renamed(values: Any, renamed: dict[str, str]) -> Any:
+    """A ``mode="before"`` validator body: a setting given under its old name fails naming the new one.
+
+    Renamed settings are refused, not silently mapped: a station config keeps one meaning per
+    name, and the fix is a one-word edit the message spells out.
+
+    >>> refuse_renamed({"tile_px": 256}, {"tile": "tile_px"})
+    {'tile_px': 256}
+    >>> refuse_renamed({"tile": 256}, {"tile": "tile_px"})
+    Traceback (most recent call last):
+    ...
+    ValueError: 'tile' was renamed 'tile_px': rename the key (the values are unchanged)
+    """
+    if isinstance(values, dict):
+        for old, new in renamed.items():
+            if old in values:
+                raise ValueError(f"{old!r} was renamed {new!r}: rename the key (the values are unchanged)")
+    return values
+
+
 class GeometryConfig(BaseModel):
     """How frames become patches; training and the edge must use the same values."""
 

@@ -8,7 +8,7 @@ The call sequence the runtime follows per frame::
     chosen = select_for_segmenter(scores, layout.count, thresholds.cascade)
     seg_logits = segmenter.infer(batch[chosen])                    # (k, 1, P, P), optional
     analysis = analyze_frame(layout, thresholds, config, class_logits, seg_logits, chosen)
-    png = render_defect_map(frame.image, analysis, thresholds, config)
+    picture = render_defect_map(frame.image, analysis, thresholds, config)  # published if the policy wants it
 """
 
 from __future__ import annotations

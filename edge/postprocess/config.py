@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.config import refuse_renamed
 
 VerdictRule = Literal["either", "segmenter", "classifier", "both"]
+DefectMapStyle = Literal["mask", "overlay"]
 
 
 class PostprocessConfig(BaseModel):
@@ -42,11 +45,17 @@ class PostprocessConfig(BaseModel):
     pixel_threshold: float | None = Field(
         None, ge=0, le=1, description="Override of the segmenter bundle's pixel threshold (default: the bundle's)."
     )
-    defect_map: Literal["overlay", "mask"] = Field(
+    defect_map_style: DefectMapStyle = Field(
         "mask",
-        description="Defect-map PNG: mask = 8-bit gray over the whole frame, 0 good / 255 defect (the MQTT contract "
-        "for machines; small); overlay = the frame with defects tinted and boxed (for people; larger).",
+        description="What the defect-map picture shows: mask = 8-bit gray over the whole frame, 0 good / 255 defect "
+        "(the MQTT contract for machines; small); overlay = the frame with defects tinted and boxed (for people; "
+        "larger). Which frames get one is mqtt.defect_map_policy. (Was postprocess.defect_map.)",
     )
     defect_map_max_px: int = Field(
-        1024, ge=64, le=16384, description="Longest side of the defect-map PNG (keeps MQTT payloads small)."
+        1024, ge=64, le=16384, description="Longest side of the defect-map picture (keeps MQTT payloads small)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, values: Any) -> Any:
+        return refuse_renamed(values, {"defect_map": "defect_map_style"})

@@ -2,6 +2,10 @@
 
 Small defects must survive downscaling: the mask is reduced by area (any covered pixel
 tints its output pixel, stronger with more coverage) and boxes are drawn at least 3 px.
+
+The path is straight: ``MqttConfig.publishes_defect_map`` decides which frames get one, the
+station renders it here once (an image, never PNG bytes), and the publisher fits it to the
+payload limit and encodes it once (:func:`edge.publish.defect_map.fit_png`).
 """
 
 from __future__ import annotations
@@ -58,11 +62,14 @@ def _scaled(value: int, scale: float) -> int:
 
 def render_defect_map(
     image: np.ndarray, analysis: FrameAnalysis, thresholds: Thresholds, config: PostprocessConfig
-) -> bytes:
-    """PNG bytes of the defect map, longest side at most ``config.defect_map_max_px``."""
+) -> np.ndarray:
+    """The defect-map picture in ``config.defect_map_style``, longest side at most ``config.defect_map_max_px``.
+
+    ``mask``: uint8 (H, W), 0 good / 255 defect over the whole frame; ``overlay``: uint8 BGR (H, W, 3).
+    """
     mask = defect_mask(analysis, thresholds.pixel)
-    if config.defect_map == "mask":
-        return _png(frame_mask(image.shape[1], image.shape[0], analysis.layout.roi, mask, config.defect_map_max_px))
+    if config.defect_map_style == "mask":
+        return frame_mask(image.shape[1], image.shape[0], analysis.layout.roi, mask, config.defect_map_max_px)
 
     height, width = image.shape[:2]
     scale = min(1.0, config.defect_map_max_px / max(height, width))
@@ -87,11 +94,4 @@ def render_defect_map(
         cv2.rectangle(canvas, (left - 1, top - 1), (right, bottom), DEFECT_BGR, 1)
     label = analysis.verdict.value
     cv2.putText(canvas, label, (8, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.9, TEXT_BGR[analysis.verdict], 2, cv2.LINE_AA)
-    return _png(canvas)
-
-
-def _png(image: np.ndarray) -> bytes:
-    ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise ValueError(f"cannot encode a defect map of shape {image.shape}")
-    return encoded.tobytes()
+    return canvas

@@ -219,10 +219,16 @@ class MqttPublisher:
         seq = self._require_outbox().next_seq()
         return seq, make_result_id(self.line, self.station, self.session, seq)
 
-    def publish_result(self, result: ResultMessage, defect_map: bytes | np.ndarray | None = None) -> None:
+    def publish_result(
+        self, result: ResultMessage, defect_map: bytes | np.ndarray | None = None, *, map_scale: float = 1.0
+    ) -> None:
         """Queue a result (+ alert if NG, + defect map per policy) durably; returns before delivery.
 
-        ``defect_map`` is PNG bytes or an 8-bit image; it is downscaled to ``defect_map_max_bytes``.
+        ``defect_map`` is the rendered picture (an 8-bit image, encoded once here) or PNG bytes; it goes
+        out when ``MqttConfig.publishes_defect_map`` wants one for this verdict, downscaled to
+        ``defect_map_max_bytes`` if its PNG is larger. ``map_scale`` is the given map's width / the
+        frame's (the station renders maps at most ``defect_map_max_px`` wide), so the published
+        ``scale`` property is map width / frame width as docs/mqtt.md says.
         Call it from one thread. Raises ValueError when the result belongs to another station or its
         ``seq`` does not rise.
         """
@@ -236,8 +242,8 @@ class MqttPublisher:
         if result.verdict in (Verdict.NG, Verdict.ERROR):  # an uninspected part needs action too
             alert = alert_from_result(result).model_dump_json().encode()
             messages.append(self._json_message("alert", alert, result.seq, qos))
-        if defect_map is not None and self._wants_defect_map(result.verdict):
-            map_message = self._defect_map_message(result, defect_map)
+        if defect_map is not None and self.config.publishes_defect_map(result.verdict):
+            map_message = self._defect_map_message(result, defect_map, map_scale)
             if map_message is not None:
                 messages.append(map_message)
         outbox.append(messages)
@@ -364,10 +370,9 @@ class MqttPublisher:
             topic=self.topics[kind], payload=payload, qos=qos, kind=kind, seq=seq, content_type=JSON_CONTENT_TYPE
         )
 
-    def _wants_defect_map(self, verdict: Verdict) -> bool:
-        return self.config.defect_map == "all" or (self.config.defect_map == "ng" and verdict == Verdict.NG)
-
-    def _defect_map_message(self, result: ResultMessage, defect_map: bytes | np.ndarray) -> OutboxMessage | None:
+    def _defect_map_message(
+        self, result: ResultMessage, defect_map: bytes | np.ndarray, map_scale: float
+    ) -> OutboxMessage | None:
         try:
             fitted = fit_png(defect_map, self.config.defect_map_max_bytes)
         except ValueError as error:  # a bad map must never cost the result
@@ -385,7 +390,7 @@ class MqttPublisher:
                 ("result_id", result.result_id),
                 ("frame_id", result.frame_id),
                 ("seq", str(result.seq)),
-                ("scale", f"{fitted.scale:.6g}"),
+                ("scale", f"{fitted.scale * map_scale:.6g}"),
             ),
         )
 

@@ -7,14 +7,15 @@ connects). Secrets are ``SecretStr`` so they never show in logs, reprs or ``pump
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from shared.config import ConfigBool, NonEmptyPath
-from shared.messages import DEFAULT_PREFIX, PREFIX_PATTERN
+from shared.config import ConfigBool, NonEmptyPath, refuse_renamed
+from shared.messages import DEFAULT_PREFIX, PREFIX_PATTERN, Verdict
 
 OUTBOX_SUBPATH = "mqtt/outbox.sqlite3"
+DefectMapPolicy = Literal["never", "ng", "all"]
 
 
 class MqttTlsConfig(BaseModel):
@@ -69,8 +70,10 @@ class MqttConfig(BaseModel):
     max_inflight: int = Field(
         20, ge=1, le=1000, description="Outbox messages sent but not yet acknowledged; the next go out as acks arrive."
     )
-    defect_map: Literal["never", "ng", "all"] = Field(
-        "ng", description="Which frames publish a PNG defect map: never, NG frames only, or all."
+    defect_map_policy: DefectMapPolicy = Field(
+        "ng",
+        description="Which frames publish a PNG defect map: never, NG frames only, or all (the picture's style is "
+        "postprocess.defect_map_style). (Was mqtt.defect_map.)",
     )
     defect_map_max_bytes: int = Field(
         256_000,
@@ -123,6 +126,11 @@ class MqttConfig(BaseModel):
         "showing online forever. None = no lease, no heartbeat.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, values: Any) -> Any:
+        return refuse_renamed(values, {"defect_map": "defect_map_policy"})
+
     @field_validator("protocol", mode="before")
     @classmethod
     def _protocol_as_text(cls, value: object) -> object:
@@ -155,6 +163,14 @@ class MqttConfig(BaseModel):
         if self.dead_letter_max_rows is not None:
             return self.dead_letter_max_rows
         return max(1, self.outbox_max_rows // 10)
+
+    def publishes_defect_map(self, verdict: Verdict) -> bool:
+        """Whether a frame of ``verdict`` gets a defect map: the policy is decided here and nowhere else.
+
+        The station renders a map only when this says yes; the publisher applies it again to any map
+        handed to it, so a caller cannot publish one the policy does not want.
+        """
+        return self.defect_map_policy == "all" or (self.defect_map_policy == "ng" and verdict == Verdict.NG)
 
     def resolved_outbox_path(self, data_dir: Path | None) -> Path:
         """``outbox_path``, or its default under the station's data folder."""

@@ -36,7 +36,11 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 def fit_png(data: bytes | np.ndarray, max_bytes: int) -> FittedPng:
-    """``data`` (PNG bytes or an image) as a PNG of at most ``max_bytes``, downscaled if needed."""
+    """``data`` (an image, or PNG bytes) as a PNG of at most ``max_bytes``, downscaled if needed.
+
+    The station hands over the rendered image: it is encoded once, and again only while its PNG
+    is over the limit. PNG bytes are decoded first (callers that hold an encoded map).
+    """
     import cv2
 
     if isinstance(data, np.ndarray):

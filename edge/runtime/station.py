@@ -314,19 +314,19 @@ class Station:
             if worker.abandoned:  # the watchdog gave up on this worker; its successor owns seq
                 return
             seq, result_id = self.publisher.next_result_ids()
+            defect_map, map_scale = None, 1.0  # rendered once, as an image; the publisher fits and encodes it once
             try:
                 result = self._result_message(inspection, seq, result_id)
-                defect_map = None
-                policy = self.settings.mqtt.defect_map
-                if policy == "all" or (policy == "ng" and result.verdict == Verdict.NG):
+                if self.settings.mqtt.publishes_defect_map(result.verdict):
                     defect_map = render_defect_map(
                         frame.image, inspection.analysis, self.thresholds, self.settings.postprocess
                     )
+                    map_scale = defect_map.shape[1] / frame.image.shape[1]  # drawn at most defect_map_max_px wide
             except Exception as error:  # noqa: BLE001 - seq is taken: publish why it carries no verdict
                 reason = f"result could not be built: {error}"
                 self._count_failure(frame, reason)
                 result, defect_map = self._error_result(frame, seq, result_id, reason), None
-            self.publisher.publish_result(result, defect_map)
+            self.publisher.publish_result(result, defect_map, map_scale=map_scale)
         stages["publish"] = time.perf_counter() - started
         self.source.mark_done(frame)  # the result is in the outbox: a restart need not inspect this file again
         if result.verdict == Verdict.ERROR:

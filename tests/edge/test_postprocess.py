@@ -22,6 +22,7 @@ from edge.postprocess import (
     select_for_segmenter,
     stitch_defects,
 )
+from edge.publish.defect_map import encode_png
 from edge.tiling import FrameTiler, RoiConfig, make_layout
 from shared.bundle import BundleInput, Normalization, load_bundle
 from shared.config import GeometryConfig
@@ -268,8 +269,8 @@ def test_the_defect_map_png_is_small_and_marks_the_defect(inspection):
     square = (1500, 1000, 24)
     image = frame(square)
     analysis = inspect(image)
-    config = PostprocessConfig(defect_map="overlay", defect_map_max_px=800)
-    png = render_defect_map(image, analysis, thresholds, config)
+    config = PostprocessConfig(defect_map_style="overlay", defect_map_max_px=800)
+    png = encode_png(render_defect_map(image, analysis, thresholds, config))
     picture = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     assert png.startswith(b"\x89PNG") and max(picture.shape[:2]) == 800
     scale = 800 / FRAME_W
@@ -278,7 +279,8 @@ def test_the_defect_map_png_is_small_and_marks_the_defect(inspection):
     assert r > 200 and g < 120 and b < 120, "the defect is tinted red"
     mask = cv2.imdecode(
         np.frombuffer(
-            render_defect_map(image, analysis, thresholds, PostprocessConfig(defect_map_max_px=800)), np.uint8
+            encode_png(render_defect_map(image, analysis, thresholds, PostprocessConfig(defect_map_max_px=800))),
+            np.uint8,
         ),
         cv2.IMREAD_UNCHANGED,
     )

@@ -42,6 +42,7 @@ from shared.messages import (
     ResultMessage,
     StationState,
     StatusMessage,
+    Verdict,
     alert_from_result,
     make_result_id,
     result_topic,
@@ -101,9 +102,50 @@ def test_mqtt_settings_refuse_typos_and_contradictions():
 
 
 def test_a_bad_mqtt_value_names_the_field_and_its_source(monkeypatch):
-    monkeypatch.setenv("PUMP_MQTT__DEFECT_MAP", "sometimes")
-    with pytest.raises(ConfigError, match=r"mqtt\.defect_map \(from environment variable PUMP_MQTT__DEFECT_MAP\)"):
+    monkeypatch.setenv("PUMP_MQTT__DEFECT_MAP_POLICY", "sometimes")
+    with pytest.raises(
+        ConfigError, match=r"mqtt\.defect_map_policy \(from environment variable PUMP_MQTT__DEFECT_MAP_POLICY\)"
+    ):
         load_settings(EdgeSettings)
+
+
+@pytest.mark.parametrize(
+    "section, old, new, value",
+    [("mqtt", "defect_map", "defect_map_policy", "ng"), ("postprocess", "defect_map", "defect_map_style", "overlay")],
+)
+def test_a_renamed_defect_map_setting_is_refused_naming_its_new_name(tmp_path, section, old, new, value):
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[{section}]\n{old} = "{value}"\n')
+    with pytest.raises(ConfigError, match=f"{section} \\(from config file {config}\\): .*'{old}' was renamed '{new}'"):
+        load_settings(EdgeSettings, config)
+    config.write_text(f'[{section}]\n{new} = "{value}"\n')
+    assert getattr(getattr(load_settings(EdgeSettings, config), section), new) == value
+
+
+def test_the_defect_map_policy_is_decided_by_one_rule():
+    wanted = {
+        policy: [MqttConfig(defect_map_policy=policy).publishes_defect_map(verdict) for verdict in Verdict]
+        for policy in ("never", "ng", "all")
+    }
+    assert wanted["never"] == [False] * len(Verdict) and wanted["all"] == [True] * len(Verdict)
+    assert wanted["ng"] == [verdict == Verdict.NG for verdict in Verdict]
+
+
+def test_a_defect_map_rendered_smaller_than_the_frame_reports_its_scale_to_the_frame(tmp_path):
+    config = MqttConfig(host="127.0.0.1", port=broker.free_port(), outbox_path=tmp_path / "o.db")
+    publisher = MqttPublisher(config, line="l1", station="st1", software_version="1")
+    publisher.start()
+    try:
+        seq, _ = publisher.next_result_ids()
+        picture = np.zeros((12, 16), np.uint8)  # the station drew the 64 x 48 frame's map at a quarter
+        publisher.publish_result(result(seq, verdict="NG"), picture, map_scale=0.25)
+        publisher.publish_result(result(seq + 1, verdict="OK"), picture, map_scale=0.25)  # policy ng: no map
+    finally:
+        publisher.stop(timeout_s=0.1)
+    with Outbox(tmp_path / "o.db") as outbox:
+        maps = [row.message for row in outbox.pending() if row.message.kind == "defect_map"]
+    assert len(maps) == 1 and dict(maps[0].user_properties)["scale"] == "0.25"
+    assert cv2.imdecode(np.frombuffer(maps[0].payload, np.uint8), cv2.IMREAD_UNCHANGED).shape == (12, 16)
 
 
 def test_the_outbox_lives_in_the_data_folder_unless_configured(tmp_path):

@@ -138,7 +138,7 @@ def kill_hard(process: subprocess.Popen[str]) -> None:
 
 
 def test_results_and_alerts_arrive_in_order_with_their_content(broker, tmp_path):
-    config = station_config(broker, tmp_path, defect_map="ng")
+    config = station_config(broker, tmp_path, defect_map_policy="ng")
     collector = mes(broker, tmp_path)
     publisher = MqttPublisher(config, line=LINE, station=STATION, software_version="t", config_hash="h")
     publisher.start()
@@ -299,7 +299,7 @@ def test_a_station_killed_while_the_broker_is_down_delivers_its_backlog_after_re
 
 
 def test_an_oversized_defect_map_is_downscaled_to_fit_not_dropped(broker, tmp_path):
-    config = station_config(broker, tmp_path, defect_map="all", defect_map_max_bytes=20_000)
+    config = station_config(broker, tmp_path, defect_map_policy="all", defect_map_max_bytes=20_000)
     collector = mes(broker, tmp_path, kinds=["defect_map"])
     publisher = MqttPublisher(config, line=LINE, station=STATION, software_version="t", config_hash="h")
     publisher.start()
@@ -562,7 +562,7 @@ def test_refused_results_become_dead_letters_one_event_per_burst_and_a_degraded_
 def test_a_long_refusal_burst_is_summed_up_every_interval(acl_broker, tmp_path):
     broker, _ = acl_broker
     watcher = MessageCollector(as_user(broker, tmp_path, "mes"), LINE, STATION, kinds=["event"]).start()
-    config = as_user(broker, tmp_path, "st1", refusal_summary_s=0.5, defect_map="never")
+    config = as_user(broker, tmp_path, "st1", refusal_summary_s=0.5, defect_map_policy="never")
     publisher = MqttPublisher(config, line=LINE, station=STATION, software_version="t")
     publisher.start()
     for index in (1, 2, 4, 5, 7, 8, 10, 11):  # OK frames only: one topic

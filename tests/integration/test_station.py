@@ -79,7 +79,7 @@ def settings_for(broker, tmp_path: Path, bundles, spec: str, **sections) -> Edge
         "bundles": {"classifier": classifier, "segmenter": segmenter},
         "source": {"spec": spec},
         "backend": {"kind": "onnxruntime", "ort_threads": 1},
-        "mqtt": station_config(broker, tmp_path, outbox_path=None, stats_interval_s=0.5, defect_map="ng"),
+        "mqtt": station_config(broker, tmp_path, outbox_path=None, stats_interval_s=0.5, defect_map_policy="ng"),
         "pipeline": {"drain_timeout_s": 10},
     }
     for name, update in sections.items():
