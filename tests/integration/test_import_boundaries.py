@@ -53,3 +53,51 @@ def test_edge_and_shared_compile_on_python_3_10():
     files = [str(p) for p in (REPO / "edge").rglob("*.py")] + [str(p) for p in (REPO / "shared").rglob("*.py")]
     result = subprocess.run([python, "-m", "py_compile", *files], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def _imports_of(package: str) -> dict[str, set[str]]:
+    """Module -> every module name it imports: import statements (any depth, also inside functions) and
+    string literals that read as a module path (what ``importlib.import_module("...")`` would take)."""
+    import ast
+    import re
+
+    dotted = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+    found: dict[str, set[str]] = {}
+    for path in sorted((REPO / package).rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and dotted.fullmatch(node.value):
+                names.add(node.value)
+        found[path.relative_to(REPO).as_posix()] = names
+    return found
+
+
+def _under(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_no_edge_module_imports_training_not_even_through_importlib():
+    offenders = {
+        module: sorted(name for name in names if _under(name, "training"))
+        for module, names in _imports_of("edge").items()
+    }
+    assert not {module: names for module, names in offenders.items() if names}
+
+
+def test_training_imports_nothing_from_the_edge_store():
+    offenders = {
+        module: sorted(name for name in names if _under(name, "edge.store"))
+        for module, names in _imports_of("training").items()
+    }
+    assert not {module: names for module, names in offenders.items() if names}  # contracts live in shared/
+
+
+def test_importing_every_edge_module_loads_no_training_module():
+    probe = _PROBE + "\nassert not [m for m in sys.modules if m == 'training' or m.startswith('training.')]\n"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
