@@ -265,6 +265,7 @@ def _link_tree(source: Path, target: Path, skip: set[str]) -> None:
 def ingest_export(
     export: Path,
     patches_dir: Path,
+    *,
     out: Path | None = None,
     overwrite: bool = False,
     dry_run: bool = False,

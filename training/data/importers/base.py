@@ -164,6 +164,7 @@ def run_import(
     src: Path,
     out: Path,
     options: ImportOptions,
+    *,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
@@ -219,7 +220,7 @@ def run_import(
             raise ImportProblemsError(problems)
         if not records:
             raise ImportProblemsError(problems or [(src, "no image could be imported")])
-        report = _report(spec, src, options, scan, records, problems, tally)
+        report = _report(spec, src, options=options, scan=scan, records=records, problems=problems, tally=tally)
         meta = {
             "schema_version": DATASET_SCHEMA_VERSION,
             "kind": spec.key,
@@ -238,7 +239,7 @@ def run_import(
     return report
 
 
-def _report(spec, src, options, scan, records, problems, tally) -> dict:
+def _report(spec, src, *, options, scan, records, problems, tally) -> dict:
     per_label: dict[str, dict] = defaultdict(lambda: {"images": 0, "with_defect": 0, "groups": set()})
     for record in records:
         entry = per_label[record.label]
