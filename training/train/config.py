@@ -82,7 +82,10 @@ class ClassifierModel(BaseModel):
         _CLASSIFIER.width, gt=0, le=4, description="Channel multiplier of the ResNet-18 topology (1 = torchvision)."
     )
     internal_px: int = Field(
-        _CLASSIFIER.internal_px, gt=0, le=4096, description="Side the backbone sees (patches are area-resized, never up)."
+        _CLASSIFIER.internal_px,
+        gt=0,
+        le=4096,
+        description="Side the backbone sees (patches are area-resized, never up).",
     )
     pooling: Literal["avg", "max"] = Field(
         _CLASSIFIER.pooling, description="Global pooling: avg (torchvision) or max (a tiny defect is not averaged)."
@@ -90,7 +93,9 @@ class ClassifierModel(BaseModel):
     input_norm: Literal["fixed", "patch"] = Field(
         _CLASSIFIER.input_norm, description="Input normalisation: fixed (mean/std below) or patch (each patch's own)."
     )
-    mean: float = Field(_CLASSIFIER.mean, ge=-1.0, le=2.0, description="fixed normalisation: mean subtracted from [0, 1] pixels.")
+    mean: float = Field(
+        _CLASSIFIER.mean, ge=-1.0, le=2.0, description="fixed normalisation: mean subtracted from [0, 1] pixels."
+    )
     std: float = Field(_CLASSIFIER.std, gt=0, le=10.0, description="fixed normalisation: divisor after the mean.")
 
     def spec(self, input_px: int) -> ClassifierSpec:

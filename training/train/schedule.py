@@ -20,7 +20,9 @@ class Schedule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     iterations: int = Field(2000, gt=0, le=10_000_000, description="Training iterations (one random batch each).")
-    val_every: int = Field(200, gt=0, le=10_000_000, description="Validate (and keep the best weights) every N iterations.")
+    val_every: int = Field(
+        200, gt=0, le=10_000_000, description="Validate (and keep the best weights) every N iterations."
+    )
     batch_size: int = Field(64, gt=0, le=65_536, description="Patches per batch.")
     lr: float = Field(2e-3, gt=0, le=10.0, description="Peak learning rate of the one-cycle AdamW schedule.")
     weight_decay: float = Field(1e-4, ge=0, le=10.0, description="AdamW weight decay.")
@@ -44,7 +46,10 @@ class Schedule(BaseModel):
         "fp32", description="Training forward pass: fp32, or bf16 autocast (scoring and export stay fp32)."
     )
     pos_weight: float = Field(
-        1.0, gt=0, le=1000.0, description="Classifier only: BCE weight of defect patches (1 = plain BCE; no repeated patches)."
+        1.0,
+        gt=0,
+        le=1000.0,
+        description="Classifier only: BCE weight of defect patches (1 = plain BCE; no repeated patches).",
     )
 
     def to_dict(self) -> dict:
