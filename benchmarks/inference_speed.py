@@ -11,11 +11,18 @@ set ``OMP_WAIT_POLICY=PASSIVE`` there for a fair eager baseline.
 
     python benchmarks/inference_speed.py --iterations 5 --json-out bench.json
     OMP_WAIT_POLICY=PASSIVE python benchmarks/inference_speed.py   # when other jobs share the CPU
+    python benchmarks/inference_speed.py --int8   # fp32 vs int8 ms per 64-patch batch, as the edge runs them
+
+``--int8`` measures only the bundle's float32 model against its int8 model (the export's
+``quantize_onnx``: QDQ, per-channel) in the edge's own ONNX Runtime backend (its session
+options, CPU provider), alternating the two in blocks; the weights are random, so the table
+is about speed, and ``max |logit diff|`` only says the two graphs compute the same thing.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -30,14 +37,18 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from edge.backends.config import BackendConfig
+from edge.backends.ort import OnnxRuntimeBackend
 from shared.bundle import load_bundle
 from shared.config import GeometryConfig
+from shared.pixels import to_model_input
 from training.export import export_bundle
+from training.export.quantize import quantize_onnx
 from training.models.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from training.models.classifier import ClassifierSpec, create_classifier
 from training.models.segmenter import SegmenterSpec, create_segmenter
 from training.outputs import package_versions, write_json_atomic
-from training.train.config import ClassifierSettings
+from training.train.config import ClassifierSettings, SegmenterSettings
 
 TARGET_RATIO = 1.5
 TRAIN_BATCH = 32
@@ -49,6 +60,12 @@ MODELS: dict[str, tuple[str, ClassifierSpec | SegmenterSpec]] = {
     "classifier full": ("classifier", ClassifierSpec()),
     "segmenter seresnet18": ("segmenter", SegmenterSpec(encoder="tu-seresnet18")),
 }
+INT8_MODELS: dict[str, tuple[str, ClassifierSpec | SegmenterSpec]] = {
+    "classifier cpu preset": MODELS["classifier cpu preset"],
+    "segmenter cpu preset": ("segmenter", SegmenterSettings(preset="cpu").model.spec(128)),
+}
+INT8_BATCH = 64
+INT8_CALIBRATION_PATCHES = 64
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,6 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and inputs (default 0)")
     parser.add_argument("--iterations", type=int, default=5, help="timed calls/steps per measurement (default 5)")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the JSON result here")
+    parser.add_argument("--int8", action="store_true", help="only fp32 vs int8 ms per 64-patch batch (edge backend)")
     args = parser.parse_args(argv)
     if args.iterations < 1:
         parser.error("--iterations must be >= 1")
@@ -191,6 +209,95 @@ def bench_model(label: str, task: str, spec: ClassifierSpec | SegmenterSpec, ite
     }
 
 
+def int8_side_by_side(label: str, task: str, spec: ClassifierSpec | SegmenterSpec, iterations: int) -> dict:
+    """ms per 64-patch batch of the float32 and the int8 model in the edge's ONNX Runtime backend."""
+    torch.manual_seed(0)
+    model = build(task, spec).eval()
+    rng = np.random.default_rng(0)
+    px = spec.input_px
+    with tempfile.TemporaryDirectory(prefix="int8-bench-") as tmp:
+        run_dir, bundle_dir = Path(tmp) / "run", Path(tmp) / "bundle"
+        run_dir.mkdir()
+        checkpoint = Checkpoint(
+            task=task,
+            spec=model.spec.to_dict(),
+            state_dict=model.state_dict(),
+            geometry=GeometryConfig(patch_px=px).model_dump(),
+        )
+        save_checkpoint(run_dir / CHECKPOINT_NAME, checkpoint)
+        export_bundle(run_dir, bundle_dir, name=label)
+        loaded = load_bundle(bundle_dir, check_model=False)
+        int8_path = Path(tmp) / "model.int8.onnx"
+        calibration = to_model_input(rng.integers(0, 256, (INT8_CALIBRATION_PATCHES, px, px), dtype=np.uint8))
+        started = time.perf_counter()
+        quantize_onnx(loaded.model_path, int8_path, calibration)
+        quantize_s = time.perf_counter() - started
+        loaded = dataclasses.replace(loaded, int8_model_path=int8_path)
+        batch = to_model_input(rng.integers(0, 256, (INT8_BATCH, px, px), dtype=np.uint8))
+        backends = {
+            precision: OnnxRuntimeBackend(
+                loaded, BackendConfig(kind="onnxruntime", precision=precision, ort_provider="cpu")
+            )
+            for precision in ("fp32", "int8")
+        }
+        try:
+            logits = {precision: backend.infer(batch) for precision, backend in backends.items()}
+            calls = {precision: (lambda b=backend: b.infer(batch)) for precision, backend in backends.items()}
+            seconds = alternate(calls, iterations)
+        finally:
+            for backend in backends.values():
+                backend.close()
+        sizes_mb = {"fp32": loaded.model_path.stat().st_size / 1e6, "int8": int8_path.stat().st_size / 1e6}
+    best = {precision: 1000 * min(times) for precision, times in seconds.items()}
+    median = {precision: 1000 * statistics.median(times) for precision, times in seconds.items()}
+    return {
+        "model": label,
+        "task": task,
+        "spec": model.spec.to_dict(),
+        "fp32_ms_per_64": round(best["fp32"], 1),
+        "int8_ms_per_64": round(best["int8"], 1),
+        "fp32_median_ms_per_64": round(median["fp32"], 1),
+        "int8_median_ms_per_64": round(median["int8"], 1),
+        "int8_speedup": round(best["fp32"] / best["int8"], 2),
+        "int8_speedup_median": round(median["fp32"] / median["int8"], 2),
+        "fp32_mb": round(sizes_mb["fp32"], 2),
+        "int8_mb": round(sizes_mb["int8"], 2),
+        "quantize_s": round(quantize_s, 1),
+        "max_abs_logit_diff": round(float(np.max(np.abs(logits["int8"] - logits["fp32"]))), 4),
+    }
+
+
+def run_int8(iterations: int) -> dict:
+    load_before = round(os.getloadavg()[0], 2)
+    models = [int8_side_by_side(label, task, spec, iterations) for label, (task, spec) in INT8_MODELS.items()]
+    return {
+        "iterations": iterations,
+        "batch": INT8_BATCH,
+        "cpu_count": os.cpu_count(),
+        "load_average_1m": {"before": load_before, "after": round(os.getloadavg()[0], 2)},
+        "backend": "edge OnnxRuntimeBackend, CPU provider, ort_threads 0 (one per physical core), no spinning",
+        "models": models,
+        "versions": package_versions(),
+    }
+
+
+def int8_table(result: dict) -> str:
+    header = f"{'model':<24}{'fp32 ms/64':>11}{'int8 ms/64':>11}{'x':>7}{'x med':>7}{'MB fp32':>9}{'MB int8':>9}"
+    lines = [header, "-" * len(header)]
+    for model in result["models"]:
+        lines.append(
+            f"{model['model']:<24}{model['fp32_ms_per_64']:>11.1f}{model['int8_ms_per_64']:>11.1f}"
+            f"{model['int8_speedup']:>7.2f}{model['int8_speedup_median']:>7.2f}{model['fp32_mb']:>9.2f}"
+            f"{model['int8_mb']:>9.2f}"
+        )
+    lines.append(
+        f"ms per {result['batch']}-patch batch (128 px gray) of the least disturbed call; x = fp32 / int8 "
+        f"(x med: ratio of medians); {result['cpu_count']} CPUs, {result['iterations']} calls per measurement, "
+        f"load average {result['load_average_1m']['before']} -> {result['load_average_1m']['after']}"
+    )
+    return "\n".join(lines)
+
+
 def run(iterations: int, seed: int) -> dict:
     load_before = round(os.getloadavg()[0], 2)
     models = [bench_model(label, task, spec, iterations, seed) for label, (task, spec) in MODELS.items()]
@@ -240,9 +347,9 @@ def table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    result = run(args.iterations, args.seed)
+    result = run_int8(args.iterations) if args.int8 else run(args.iterations, args.seed)
     print(json.dumps(result, indent=2))
-    print(table(result))
+    print(int8_table(result) if args.int8 else table(result))
     if args.json_out is not None:
         write_json_atomic(args.json_out, result)
     return 0

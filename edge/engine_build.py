@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from edge.backends import BackendConfig, BuildProgress, EngineInfo, Precision, build_engine
+from edge.backends import BackendConfig, BackendKind, BuildProgress, EngineInfo, Precision, build_engine
 from edge.backends.device import cuda_device_count, cuda_python_importable, tensorrt_importable
 from edge.config import EdgeSettings
 from edge.doctor import backend_config
@@ -39,9 +39,9 @@ def tensorrt_missing() -> str | None:
 
 
 def engine_config(settings: EdgeSettings, precision: Precision | None, calibration: Path | None) -> BackendConfig:
-    """The station's backend settings with the command's overrides, validated again (int8 needs calibration)."""
+    """The station's backend settings with the command's overrides, validated as TensorRT's (int8: calibration)."""
     config = backend_config(settings)
-    values = config.model_dump()
+    values = {**config.model_dump(), "kind": BackendKind.TENSORRT}
     if precision is not None:
         values["precision"] = precision
     if calibration is not None:

@@ -5,12 +5,18 @@ A bundle folder::
     BUNDLE/
       bundle.json          BundleManifest: input/output contract, thresholds, geometry, checksum, provenance
       model.onnx           self-contained ONNX model (no external data files)
+      model.int8.onnx      optional: the same model statically quantised (QDQ, int8), see Int8Model
       export_report.json   how the export verified itself (PyTorch vs ONNX Runtime parity)
 
 The edge has no torch, so everything it must do to feed the model (layout, dtype, value
 range, colour, patch size, tiling geometry) is written down here and checked on load;
 normalisation happens inside the model. :func:`load_bundle` refuses a bundle that does
 not match its manifest, rather than letting the line run on wrong inputs.
+
+The int8 model is an optional manifest entry (``int8``) within schema version 1: bundles
+without it are written without the key, byte for byte as before, so every runtime reads
+them; a bundle that carries it needs a runtime that knows the entry (an older one refuses
+the unknown field by name rather than ignoring a checksum it cannot verify).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from shared.config import GeometryConfig
 BUNDLE_SCHEMA_VERSION = 1
 MANIFEST_NAME = "bundle.json"
 MODEL_NAME = "model.onnx"
+INT8_MODEL_NAME = "model.int8.onnx"
 REPORT_NAME = "export_report.json"
 INPUT_NAME = "patches"
 OUTPUT_NAME = "logits"
@@ -98,6 +105,56 @@ class BundleOutput(BaseModel):
     )
 
 
+class Int8Calibration(BaseModel):
+    """The patches that set the int8 model's activation ranges."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1, description="Patch set the calibration patches came from.")
+    patch_count: int = Field(gt=0, description="Patches fed to the calibrator.")
+    pixels_sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="sha256 of the calibration patches' uint8 pixels, in feeding order."
+    )
+    dataset_fingerprint: str = Field(description="Fingerprint of the patch set's dataset ('' if unknown).")
+    method: str = Field(min_length=1, description="Calibration method, e.g. 'minmax'.")
+
+
+class Int8Parity(BaseModel):
+    """int8 vs float32 on the held-back patches: the gate the int8 model passed to be written."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    metric: str = Field(min_length=1, description="Gated metric: 'f1' (classifier) or 'defect_iou' (segmenter).")
+    fp32: float = Field(description="The metric of the float32 model (ONNX Runtime).")
+    int8: float = Field(description="The metric of the int8 model (ONNX Runtime).")
+    max_drop: float = Field(ge=0, description="Largest allowed fp32 - int8; a larger drop refuses the int8 model.")
+    threshold: float = Field(ge=0, le=1, description="Probability threshold both models were scored at.")
+    samples: str = Field(min_length=1, description="Where the held-back patches came from.")
+    sample_count: int = Field(gt=0, description="Held-back patches scored.")
+    max_abs_logit_diff: float = Field(ge=0, description="Largest |int8 - fp32| logit over the held-back patches.")
+    fp32_metrics: dict[str, float] = Field(description="All test metrics of the float32 model.")
+    int8_metrics: dict[str, float] = Field(description="All test metrics of the int8 model.")
+
+
+class Int8Model(BaseModel):
+    """``manifest.int8``: a statically quantised copy of the model beside the float32 one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_file: str = Field(INT8_MODEL_NAME, description="ONNX file name inside the bundle folder.")
+    model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex sha256 of the int8 model file.")
+    quant_format: Literal["QDQ"] = Field("QDQ", description="QuantizeLinear/DequantizeLinear pairs around int8 ops.")
+    weights: str = Field(min_length=1, description="Weight quantisation, e.g. 'int8 symmetric per-channel'.")
+    activations: str = Field(min_length=1, description="Activation quantisation, e.g. 'int8 asymmetric per-tensor'.")
+    calibration: Int8Calibration = Field(description="What set the activation ranges.")
+    parity: Int8Parity = Field(description="Test metrics of the int8 model vs float32.")
+
+    @field_validator("model_file")
+    @classmethod
+    def _plain_file_name(cls, value: str) -> str:
+        return _plain_file_name(value)
+
+
 class BundleManifest(BaseModel):
     """``bundle.json``: the contract between the exported model and the edge runtime."""
 
@@ -122,13 +179,14 @@ class BundleManifest(BaseModel):
     opset: int = Field(ge=MIN_OPSET, description="ONNX opset of the default domain.")
     created_at: AwareDatetime = Field(description="When the bundle was exported (timezone-aware).")
     spec: dict[str, Any] = Field(description="Model spec that rebuilds the module in training.")
+    int8: Int8Model | None = Field(
+        None, description="Optional int8 (QDQ) copy of the model; absent: the bundle offers float32 only."
+    )
 
     @field_validator("model_file")
     @classmethod
     def _plain_file_name(cls, value: str) -> str:
-        if not value or Path(value).name != value or value in (".", ".."):
-            raise ValueError(f"must be a file name inside the bundle folder, got {value!r}")
-        return value
+        return _plain_file_name(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> BundleManifest:
@@ -145,15 +203,24 @@ class BundleManifest(BaseModel):
         expected = ["N", 1] if self.task == "classifier" else ["N", 1, self.input.height_px, self.input.width_px]
         if self.output.shape != expected:
             raise ValueError(f"output.shape of a {self.task} must be {expected}, got {self.output.shape}")
+        if self.int8 is not None and self.int8.model_file == self.model_file:
+            raise ValueError(f"int8.model_file must differ from model_file ({self.model_file!r})")
         return self
+
+
+def _plain_file_name(value: str) -> str:
+    if not value or Path(value).name != value or value in (".", ".."):
+        raise ValueError(f"must be a file name inside the bundle folder, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
 class LoadedBundle:
-    """A bundle that passed every check: its manifest and the absolute model path."""
+    """A bundle that passed every check: its manifest and the absolute model path(s)."""
 
     manifest: BundleManifest
     model_path: Path
+    int8_model_path: Path | None = None  # the verified int8 model, when the manifest offers one
 
 
 def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:
@@ -169,7 +236,9 @@ def write_manifest(bundle_dir: Path, manifest: BundleManifest) -> Path:
     """Write ``bundle.json`` atomically (temp file + rename); returns its path."""
     path = Path(bundle_dir) / MANIFEST_NAME
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
+    # No int8 entry: no "int8" key either, so the file is what runtimes before the entry read.
+    exclude = {"int8"} if manifest.int8 is None else None
+    tmp.write_text(json.dumps(manifest.model_dump(mode="json", exclude=exclude), indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
 
@@ -179,29 +248,43 @@ def load_bundle(
 ) -> LoadedBundle:
     """Open and verify a bundle; raises :class:`BundleError` naming the file and the problem.
 
-    Checks the manifest (schema version, fields), the model checksum, the geometry
-    against ``expected_geometry`` (the station's), and with ``check_model`` that the
-    ONNX input and output match the manifest (needs onnxruntime).
+    Checks the manifest (schema version, fields), the model checksum (and the int8
+    model's, when the manifest offers one), the geometry against ``expected_geometry``
+    (the station's), and with ``check_model`` that the ONNX input and output match the
+    manifest (needs onnxruntime).
     """
     bundle_dir = Path(bundle_dir)
     manifest_path = bundle_dir / MANIFEST_NAME
     if not bundle_dir.is_dir():
         raise BundleError(f"{bundle_dir}: bundle folder not found")
     manifest = _read_manifest(manifest_path)
-    model_path = (bundle_dir / manifest.model_file).resolve()
-    if not model_path.is_file():
-        raise BundleError(f"{model_path}: model file named in {manifest_path} (model_file) is missing")
-    actual = sha256_of(model_path)
-    if actual != manifest.model_sha256:
-        raise BundleError(
-            f"{model_path}: sha256 {actual} does not match model_sha256 {manifest.model_sha256} in {manifest_path} "
-            "(the model file was changed or corrupted; re-export the bundle)"
+    model_path = _verified_file(bundle_dir, manifest_path, manifest.model_file, manifest.model_sha256, "")
+    int8_path = None
+    if manifest.int8 is not None:
+        int8_path = _verified_file(
+            bundle_dir, manifest_path, manifest.int8.model_file, manifest.int8.model_sha256, "int8."
         )
     if expected_geometry is not None:
         _check_geometry(manifest_path, manifest.geometry, expected_geometry)
     if check_model:
         _check_model_io(model_path, manifest)
-    return LoadedBundle(manifest=manifest, model_path=model_path)
+        if int8_path is not None:
+            _check_model_io(int8_path, manifest)
+    return LoadedBundle(manifest=manifest, model_path=model_path, int8_model_path=int8_path)
+
+
+def _verified_file(bundle_dir: Path, manifest_path: Path, name: str, sha256: str, prefix: str) -> Path:
+    """The model file ``name`` of the bundle, refused unless its sha256 is the manifest's."""
+    path = (bundle_dir / name).resolve()
+    if not path.is_file():
+        raise BundleError(f"{path}: model file named in {manifest_path} ({prefix}model_file) is missing")
+    actual = sha256_of(path)
+    if actual != sha256:
+        raise BundleError(
+            f"{path}: sha256 {actual} does not match {prefix}model_sha256 {sha256} in {manifest_path} "
+            "(the model file was changed or corrupted; re-export the bundle)"
+        )
+    return path
 
 
 def _read_manifest(path: Path) -> BundleManifest:

@@ -20,7 +20,13 @@ class BackendKind(str, Enum):
 
 
 class Precision(str, Enum):
-    """TensorRT engine precision (ONNX Runtime runs the bundle's float32 graph as exported)."""
+    """Model precision.
+
+    TensorRT builds an engine of this precision (int8 calibrated on ``calibration_dir``).
+    ONNX Runtime runs the bundle's float32 graph for fp32 and fp16, and for int8 the
+    bundle's pre-quantised int8 model (``pump-train export --quantize int8``): a bundle
+    without one is refused, never silently run in float32.
+    """
 
     FP16 = "fp16"
     INT8 = "int8"
@@ -34,7 +40,9 @@ class BackendConfig(BaseModel):
 
     kind: BackendKind = Field(BackendKind.AUTO, description="auto | tensorrt | onnxruntime.")
     precision: Precision = Field(
-        Precision.FP16, description="TensorRT precision: fp16 (default), int8 (needs calibration_dir) or fp32."
+        Precision.FP16,
+        description="fp16 (default), int8 or fp32. TensorRT int8 calibrates on calibration_dir; ONNX Runtime int8 "
+        "runs the bundle's int8 model (fp16 and fp32 run its float32 model).",
     )
     engine_cache_dir: NonEmptyPath = Field(
         Path("engines"),
@@ -53,7 +61,9 @@ class BackendConfig(BaseModel):
         "auto", description="ONNX Runtime provider: auto = CUDA when available and a GPU is present, else CPU."
     )
     calibration_dir: NonEmptyPath | None = Field(
-        None, description="int8: folder of patch PNGs (a patch set's images/) to calibrate with."
+        None,
+        description="TensorRT int8: folder of patch PNGs (a patch set's images/) to calibrate with "
+        "(ONNX Runtime's int8 model was calibrated at export).",
     )
     calibration_max_patches: int = Field(
         1024, ge=1, le=1_000_000, description="int8: most patches read for calibration."
@@ -66,6 +76,6 @@ class BackendConfig(BaseModel):
     def _consistent(self) -> BackendConfig:
         if self.opt_batch > self.max_batch:
             raise ValueError(f"opt_batch ({self.opt_batch}) must be <= max_batch ({self.max_batch})")
-        if self.precision is Precision.INT8 and self.calibration_dir is None:
-            raise ValueError("precision int8 needs calibration_dir (a folder of patch PNGs)")
+        if self.precision is Precision.INT8 and self.kind is BackendKind.TENSORRT and self.calibration_dir is None:
+            raise ValueError("kind tensorrt with precision int8 needs calibration_dir (a folder of patch PNGs)")
         return self

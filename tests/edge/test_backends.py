@@ -176,7 +176,7 @@ def test_asking_for_tensorrt_without_it_names_the_missing_package(bundles):
     "fields, message",
     [
         ({"opt_batch": 256, "max_batch": 128}, "opt_batch"),
-        ({"precision": "int8"}, "calibration_dir"),
+        ({"kind": "tensorrt", "precision": "int8"}, "calibration_dir"),
         ({"kind": "x"}, "kind"),
     ],
 )

@@ -16,6 +16,7 @@ import time
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -35,6 +36,7 @@ from shared.bundle import (
     BundleInput,
     BundleManifest,
     BundleOutput,
+    Int8Model,
     Normalization,
     load_bundle,
     write_manifest,
@@ -44,6 +46,9 @@ from shared.pixels import to_channels, to_model_input
 from training.data.patchset import load_patchset
 from training.models.checkpoint import Checkpoint, load_checkpoint
 from training.outputs import atomic_output_dir, package_versions, sha256_file, write_json_atomic
+
+if TYPE_CHECKING:
+    from training.export.quantize import Int8Request
 
 PARITY_SAMPLES = 32
 RANDOM_SEED = 0
@@ -89,6 +94,7 @@ class ExportReport(BaseModel):
     parity: list[ParityCheck] = Field(description="Each parity batch and its difference.")
     dropped_metrics: list[str] = Field(description="Checkpoint metrics left out of the manifest (not finite numbers).")
     export_seconds: float = Field(description="Wall time of export and verification.")
+    int8: Int8Model | None = Field(None, description="The int8 model and its parity report (--quantize int8).")
 
 
 def export_bundle(
@@ -100,12 +106,16 @@ def export_bundle(
     opset: int = 17,
     overwrite: bool = False,
     atol: float = 1e-4,
+    *,
+    int8: Int8Request | None = None,
 ) -> ExportReport:
     """Export a training run's checkpoint as a verified bundle folder.
 
     ``patches`` (a patch set) supplies real parity inputs; without it 32 seeded random
     patches are used and the report says so. Raises :class:`ExportError` (nothing is
     written) when the checkpoint lacks what the edge needs or parity exceeds ``atol``.
+    ``int8`` adds a statically quantised model, refused like a parity failure when its
+    test metrics fall too far (:mod:`training.export.quantize`).
     """
     started = time.perf_counter()
     checkpoint = load_checkpoint(model_dir)
@@ -117,6 +127,10 @@ def export_bundle(
     geometry = _geometry(checkpoint, source)
     model_input = _model_input(checkpoint, source, geometry)
     samples, sample_source = _parity_inputs(patches, model_input.channels, model_input.height_px)
+    if int8 is not None:  # read and check its patches before anything is written
+        from training.export.quantize import prepare_int8, quantize_bundle_model
+
+        prepared = prepare_int8(int8, patches, model_input.channels, model_input.height_px)
     module = checkpoint.build()
     bundle_dir = Path(bundle_dir)
     with atomic_output_dir(bundle_dir, overwrite=overwrite) as tmp:
@@ -125,6 +139,11 @@ def export_bundle(
         _check_onnx(model_path, opset)
         parity = _parity(module, model_path, samples, atol)
         metrics, dropped = _finite_metrics(checkpoint.metrics)
+        int8_model = None
+        if int8 is not None:
+            int8_model = quantize_bundle_model(
+                model_path, prepared, task=checkpoint.task, threshold=float(checkpoint.threshold)
+            )
         manifest = BundleManifest(
             task=checkpoint.task,
             name=name or checkpoint.name or checkpoint.task,
@@ -144,6 +163,7 @@ def export_bundle(
             opset=opset,
             created_at=datetime.now(timezone.utc),
             spec=dict(checkpoint.spec),
+            int8=int8_model,
         )
         write_manifest(tmp, manifest)
         report = ExportReport(
@@ -163,6 +183,7 @@ def export_bundle(
             parity=parity,
             dropped_metrics=dropped,
             export_seconds=round(time.perf_counter() - started, 2),
+            int8=int8_model,
         )
         write_json_atomic(tmp / REPORT_NAME, report.model_dump(mode="json"))
         # Self-check with the edge's loader before the rename: the renamed folder holds these same bytes,

@@ -198,7 +198,11 @@ def build_engine(
         with device.active():
             calibration_batch, calibration = None, ""
             if config.precision is Precision.INT8:
-                assert config.calibration_dir is not None  # the config validator guarantees it
+                if config.calibration_dir is None:  # the validator requires it for kind tensorrt, not for auto
+                    raise BackendError(
+                        "tensorrt: precision int8 needs backend.calibration_dir (a folder of patch PNGs) "
+                        "to calibrate the engine"
+                    )
                 calibration_batch, calibration = calibration_patches(
                     bundle, config.calibration_dir, config.calibration_max_patches
                 )
