@@ -100,13 +100,13 @@ class ExportReport(BaseModel):
 def export_bundle(
     model_dir: Path,
     bundle_dir: Path,
+    *,
     patches: Path | None = None,
     name: str | None = None,
     version: str = "0.1.0",
     opset: int = 17,
     overwrite: bool = False,
     atol: float = 1e-4,
-    *,
     int8: Int8Request | None = None,
 ) -> ExportReport:
     """Export a training run's checkpoint as a verified bundle folder.
