@@ -131,4 +131,3 @@ def train_gan_command(
     finally:
         if started_here and dist.is_initialized():
             dist.destroy_process_group()
-

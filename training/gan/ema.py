@@ -23,7 +23,7 @@ def ema_beta(batch: int, ema_kimg: float, rampup: float | None, images_seen: int
 
 @torch.no_grad()
 def update_ema(
-    G_ema: nn.Module, G: nn.Module, batch: int, ema_kimg: float, rampup: float | None, images_seen: int
+    G_ema: nn.Module, G: nn.Module, batch: int, ema_kimg: float, *, rampup: float | None, images_seen: int
 ) -> float:
     """G_ema ← β·G_ema + (1 - β)·G for parameters, G_ema ← G for buffers; returns β.
 

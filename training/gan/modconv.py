@@ -67,6 +67,7 @@ def modulated_conv2d(
     weight: torch.Tensor,
     styles: torch.Tensor,
     demodulate: bool = True,
+    *,
     up: bool = False,
     resample_filter: torch.Tensor | None = None,
     out_gain: float = 1.0,

@@ -39,6 +39,7 @@ def bias_act(
     bias: torch.Tensor | None = None,
     activation: str = "linear",
     gain: float | None = None,
+    *,
     clamp: float | None = None,
 ) -> torch.Tensor:
     """``clamp(act(x + bias) * gain)``, bias along dim 1; ``gain`` defaults to the activation's."""
@@ -72,6 +73,7 @@ class EqualizedLinear(nn.Module):
         out_features: int,
         bias: bool = True,
         bias_init: float = 0.0,
+        *,
         lr_multiplier: float = 1.0,
         activation: str = "linear",
     ) -> None:
@@ -112,6 +114,7 @@ class EqualizedConv2d(nn.Module):
         out_channels: int,
         kernel_size: int,
         bias: bool = True,
+        *,
         activation: str = "linear",
         down: int = 1,
         conv_clamp: float | None = None,

@@ -90,6 +90,7 @@ class StyleGAN2Loss:
         D: nn.Module,
         augment_pipe: AugmentPipe | None = None,
         r1_gamma: float = 10.0,
+        *,
         style_mixing_prob: float = 0.9,
         pl_weight: float = 2.0,
         pl_batch_shrink: int = 2,

@@ -51,6 +51,7 @@ class MappingNetwork(nn.Module):
         w_dim: int,
         num_ws: int,
         num_layers: int = 2,
+        *,
         lr_multiplier: float = 0.01,
         w_avg_beta: float = 0.995,
     ) -> None:
@@ -99,6 +100,7 @@ class SynthesisLayer(nn.Module):
         out_channels: int,
         w_dim: int,
         resolution: int,
+        *,
         up: bool = False,
         conv_clamp: float | None = None,
     ) -> None:
@@ -171,6 +173,7 @@ class SynthesisBlock(nn.Module):
         out_channels: int,
         w_dim: int,
         resolution: int,
+        *,
         img_channels: int,
         conv_clamp: float | None = None,
     ) -> None:
@@ -207,6 +210,7 @@ class SynthesisNetwork(nn.Module):
         img_resolution: int,
         img_channels: int = 1,
         channel_base: int = 16384,
+        *,
         channel_max: int = 512,
         conv_clamp: float | None = None,
         channels_last: bool = True,
@@ -218,7 +222,9 @@ class SynthesisNetwork(nn.Module):
         self.blocks = nn.ModuleList()
         for res, out_channels in self.channels.items():
             in_channels = self.channels.get(res // 2, 0)
-            self.blocks.append(SynthesisBlock(in_channels, out_channels, w_dim, res, img_channels, conv_clamp))
+            self.blocks.append(
+                SynthesisBlock(in_channels, out_channels, w_dim, res, img_channels=img_channels, conv_clamp=conv_clamp)
+            )
         self.num_ws = 2 * int(math.log2(img_resolution)) - 2
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
@@ -247,6 +253,7 @@ class Generator(nn.Module):
         w_dim: int = 512,
         img_resolution: int = 128,
         img_channels: int = 1,
+        *,
         mapping_layers: int = 2,
         channel_base: int = 16384,
         channel_max: int = 512,
@@ -258,10 +265,16 @@ class Generator(nn.Module):
         self.z_dim, self.w_dim = z_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.synthesis = SynthesisNetwork(
-            w_dim, img_resolution, img_channels, channel_base, channel_max, conv_clamp, channels_last
+            w_dim,
+            img_resolution,
+            img_channels,
+            channel_base,
+            channel_max=channel_max,
+            conv_clamp=conv_clamp,
+            channels_last=channels_last,
         )
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, mapping_layers, mapping_lr_multiplier)
+        self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, mapping_layers, lr_multiplier=mapping_lr_multiplier)
 
     def map(
         self,
@@ -269,6 +282,7 @@ class Generator(nn.Module):
         psi: float = 1.0,
         truncation_cutoff: int | None = None,
         mixing_prob: float = 0.0,
+        *,
         update_w_avg: bool = False,
     ) -> torch.Tensor:
         """z [N, z_dim] -> ws [N, num_ws, w_dim], with optional style mixing."""
@@ -330,6 +344,7 @@ class Discriminator(nn.Module):
         img_channels: int = 1,
         channel_base: int = 16384,
         channel_max: int = 512,
+        *,
         mbstd_group_size: int = 4,
         mbstd_num_channels: int = 1,
         conv_clamp: float | None = None,
