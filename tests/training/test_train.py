@@ -190,6 +190,29 @@ def test_verdict_rule_claims_only_clear_paired_gains_over_a_learned_baseline():
     assert verdict(unlearned, ("gan", 100), view).startswith("baseline not learned")
 
 
+def test_gan_rows_are_judged_against_pasted_at_the_same_size_and_gan_plus_pasted_splits_the_size():
+    from training.experiments.report import markdown_table
+    from training.experiments.sources import get_method
+
+    assert get_method("gan+pasted").assembly(2001)["augment"] == {"gan": 1001, "pasted": 1000}
+    assert get_method("gan").assembly(500)["augment"] == {"gan": 500}
+    assert get_method("baseline").assembly(500)["augment"] == {}
+    view = VIEWS["classification"]
+    rows = [_row("baseline", s, 0.30, 0.90) for s in range(3)]
+    rows += [_row("pasted", s, 0.50, 0.92) for s in range(3)]
+    rows += [_row("gan", s, 0.40 + 0.01 * s, 0.91) for s in range(3)]  # beats baseline, loses to pasted
+    assert verdict(rows, ("gan", 100), view).startswith("gain")
+    against_pasted = verdict(rows, ("gan", 100), view, reference="pasted")
+    assert against_pasted.startswith("no claim") and "-0.09" in against_pasted
+    assert verdict(rows, ("gan", 200), view, reference="pasted") == "no pasted run at 200"
+    table = markdown_table([{**r, "key": f"{r['method']}-s{r['seed']}"} for r in rows], "classification")
+    assert "verdict vs pasted" in table
+    gan_line = next(line for line in table.splitlines() if line.startswith("| gan | 100"))
+    assert gan_line.count("gain") == 1 and "no claim" in gan_line
+    pasted_line = next(line for line in table.splitlines() if line.startswith("| pasted | 100"))
+    assert pasted_line.rstrip().endswith("|  |")  # pasted is not judged against itself
+
+
 def test_segmenter_run_reports_the_thesis_metrics(small_patchset, tmp_path):
     split = split_records(small_patchset, None)
     library = PatchLibrary(small_patchset)

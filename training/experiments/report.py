@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from training.experiments.runner import CLASSIFICATION
+from training.experiments.sources import METHODS, Method
 
 
 @dataclass(frozen=True)
@@ -85,14 +86,22 @@ def _mean_std(values: list[float]) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
 
 
-def verdict(rows: list[dict], arm: tuple[str, int], view: TaskView) -> str:
-    """The stated rule applied to one arm against the baseline of the same seeds."""
+def verdict(rows: list[dict], arm: tuple[str, int], view: TaskView, reference: str = "baseline") -> str:
+    """The stated rule applied to one arm against ``reference`` runs of the same seeds.
+
+    The learning gate is always the baseline's. A reference other than the baseline (the GAN
+    rows against ``pasted``) is paired at the same synthetic size, so both arms add as many patches.
+    """
     baseline = {r["seed"]: r for r in rows if r["method"] == "baseline"}
     if not baseline:
         return "no baseline run"
     gate_values = [_float(r[view.gate]) for r in baseline.values()]
     if np.nanmean(gate_values) < view.gate_min:
         return f"baseline not learned ({view.gate} {np.nanmean(gate_values):.3f} < {view.gate_min}): no claim"
+    if reference != "baseline":
+        baseline = {r["seed"]: r for r in rows if r["method"] == reference and int(r["size"]) == arm[1]}
+        if not baseline:
+            return f"no {reference} run at {arm[1]}"
     pairs = [(r, baseline[r["seed"]]) for r in rows if (r["method"], int(r["size"])) == arm and r["seed"] in baseline]
     if len(pairs) < 2:
         return "needs >= 2 paired seeds"
@@ -108,6 +117,10 @@ def verdict(rows: list[dict], arm: tuple[str, int], view: TaskView) -> str:
     return "no claim: " + text
 
 
+def _methods_of(rows: list[dict]) -> list[Method]:
+    return [METHODS[key] for key in sorted({r["method"] for r in rows}) if key in METHODS]
+
+
 def markdown_table(rows: list[dict], task: str, title: str = "") -> str:
     """Mean ± std per arm, verdicts, per-class recall, and every run."""
     view = VIEWS[task]
@@ -120,12 +133,18 @@ def markdown_table(rows: list[dict], task: str, title: str = "") -> str:
         f"Verdict rule: {__doc__.split('Verdict rule, stated in every table: ')[1]}".replace("\n", " ").strip(),
         "",
     ]
+    second = sorted({m.compare_with for m in _methods_of(rows) if m.compare_with})
     header = ["method", "synthetic", "runs", *[h for _, h in view.columns], "verdict vs baseline"]
+    header += [f"verdict vs {reference}" for reference in second]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm, arm_rows in sorted(arms.items(), key=lambda item: (item[0][0] != "baseline", item[0])):
         cells = [arm[0], str(arm[1]), str(len(arm_rows))]
         cells += [_mean_std([_float(r.get(column)) for r in arm_rows]) for column, _ in view.columns]
         cells.append("reference" if arm[0] == "baseline" else verdict(rows, arm, view))
+        for reference in second:
+            method = METHODS.get(arm[0])
+            compared = method is not None and method.compare_with == reference
+            cells.append(verdict(rows, arm, view, reference=reference) if compared else "")
         lines.append("| " + " | ".join(cells) + " |")
     if task == CLASSIFICATION and rows:
         pi = np.nanmean(

@@ -16,15 +16,22 @@ from dataclasses import dataclass
 class Method:
     key: str
     description: str
-    augment_origin: str | None = None  # draw --augment-size patches from this pool
+    augment_origins: tuple[str, ...] = ()  # draw --augment-size patches from these pools, in equal parts
     weighted: bool = False  # oversample real defects to the share the pool would give
+    compare_with: str | None = None  # a second reference arm for the verdict (the GAN rows: pasted)
 
     def assembly(self, size: int) -> dict:
-        """``augment`` and ``weighted_size`` of :func:`~training.data.assemble.assemble_run` at ``size``."""
-        return {
-            "augment": {self.augment_origin: size} if self.augment_origin else {},
-            "weighted_size": size if self.weighted else None,
+        """``augment`` and ``weighted_size`` of :func:`~training.data.assemble.assemble_run` at ``size``.
+
+        Several origins share ``size`` equally (the first takes the remainder): ``gan+pasted`` at
+        2000 draws 1000 GAN and 1000 pasted patches, the thesis's "ours".
+        """
+        parts = len(self.augment_origins)
+        augment = {
+            origin: size // parts + (size % parts if index == 0 else 0)
+            for index, origin in enumerate(self.augment_origins)
         }
+        return {"augment": augment, "weighted_size": size if self.weighted else None}
 
 
 METHODS: dict[str, Method] = {
@@ -32,9 +39,15 @@ METHODS: dict[str, Method] = {
     for method in (
         Method("baseline", "real training patches, uniform batches"),
         Method("weighted", "real patches; defects oversampled to the share after adding the pool", weighted=True),
-        Method("pasted", "real + defect-pasted patches (thesis §3.2.1)", augment_origin="pasted"),
-        Method("gan", "real + StyleGAN2-ADA patches", augment_origin="gan"),
-        Method("semgan", "real + SemanticGAN image/mask pairs", augment_origin="semgan"),
+        Method("pasted", "real + defect-pasted patches (thesis §3.2.1)", augment_origins=("pasted",)),
+        Method("gan", "real + StyleGAN2-ADA patches", augment_origins=("gan",), compare_with="pasted"),
+        Method(
+            "gan+pasted",
+            "real + half StyleGAN2-ADA, half defect-pasted patches (the thesis's 'ours')",
+            augment_origins=("gan", "pasted"),
+            compare_with="pasted",
+        ),
+        Method("semgan", "real + SemanticGAN image/mask pairs", augment_origins=("semgan",), compare_with="pasted"),
     )
 }
 
