@@ -70,3 +70,92 @@ def gan_train(
     )
     if result.get("checkpoint"):
         out_console.print_json(json.dumps(result, default=float))
+
+
+@gan_app.command("sample")
+def gan_sample(
+    *,
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A `gan train` run folder."),
+    out_dir: Path = typer.Argument(..., metavar="OUT", help="Pool patch set to write (origin=gan)."),
+    count: int = typer.Option(2000, "--n", min=1, max=10_000_000, help="Number of samples."),
+    psi: float = typer.Option(1.0, "--truncation", help="Truncation ψ (1 = none; lower = closer to the mean)."),
+    kimg: float | None = typer.Option(None, "--kimg", help="Snapshot to sample (default: the latest)."),
+    patch_px: int | None = typer.Option(None, "--patch-px", help="Pool patch side (default: the training patches')."),
+    seed: int | None = SeedOpt,
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace OUT if it exists (after the new one is complete)."
+    ),
+    config: Path | None = ConfigOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Sample a GAN run into a pool patch set that `--augment gan:N --pool gan=OUT` and experiments consume."""
+    settings = load_train_settings(config, {"seed": seed})
+    from training.gan.checkpoint import load_generator
+    from training.gan.sample import SampleRequest, write_gan_pool
+
+    loaded = load_generator(run_dir, kimg=kimg, device=device)
+    side = patch_px or _training_patch_px(run_dir) or loaded.config.resolution
+    request = SampleRequest(count=count, seed=settings.seed, psi=psi, patch_px=side)
+    summary = write_gan_pool(loaded=loaded, out_dir=out_dir, request=request, overwrite=overwrite, progress=not quiet)
+    out_console.print_json(json.dumps(summary, default=float))
+
+
+def _training_patch_px(run_dir: Path) -> int | None:
+    """patch_px of the patch set the run trained on (its data.json), if it can be read."""
+    data_path = Path(run_dir) / "data.json"
+    if not data_path.is_file():
+        return None
+    patches = json.loads(data_path.read_text(encoding="utf-8")).get("patches")
+    meta_path = Path(patches) / "patchset.json" if patches else None
+    if meta_path is None or not meta_path.is_file():
+        return None
+    return json.loads(meta_path.read_text(encoding="utf-8")).get("geometry", {}).get("patch_px")
+
+
+@gan_app.command("eval")
+def gan_eval(
+    *,
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A `gan train` run folder."),
+    out_dir: Path | None = typer.Argument(None, metavar="OUT", help="Where eval.json and the grids go (RUN/eval)."),
+    real: Path | None = typer.Option(None, "--real", help="Real patch set (default: the one the run trained on)."),
+    real_split: str = typer.Option("train", "--real-split", help="train (what the GAN saw) or test (never seen)."),
+    classifier: Path | None = typer.Option(
+        None, "--classifier", help="Classifier run whose pooled features measure FID/KID (the domain extractor)."
+    ),
+    inception: Path | None = typer.Option(None, "--inception", help="Local torchvision Inception-v3 state dict."),
+    count: int = typer.Option(1000, "--n", min=2, max=1_000_000, help="Generated samples."),
+    psi: float = typer.Option(1.0, "--truncation", help="Truncation ψ of the samples."),
+    kimg: float | None = typer.Option(None, "--kimg", help="Snapshot to evaluate (default: the latest)."),
+    seed: int | None = SeedOpt,
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """FID/KID of a GAN snapshot against real defect patches (offline), plus real-vs-fake and nearest-real grids."""
+    settings = load_train_settings(config, {"seed": seed})
+    if (classifier is None) == (inception is None):
+        raise typer.BadParameter("give exactly one feature extractor: --classifier RUN or --inception FILE")
+    from training.gan.checkpoint import load_generator
+    from training.gan.evaluate import EvalRequest, evaluate_run, real_defects
+    from training.gan.features import classifier_features, inception_features
+
+    request = EvalRequest(count=count, real_split=real_split, seed=settings.seed, psi=psi)
+    loaded = load_generator(run_dir, kimg=kimg, device=device)
+    real_dir = real or _trained_on(run_dir)
+    extractor = classifier_features(classifier) if classifier is not None else inception_features(inception)
+    report = evaluate_run(
+        loaded=loaded,
+        real=real_defects(real_dir, request.real_split),
+        extractor=extractor,
+        request=request,
+        out_dir=out_dir or Path(run_dir) / "eval",
+    )
+    out_console.print_json(json.dumps(report, default=float))
+
+
+def _trained_on(run_dir: Path) -> Path:
+    data_path = Path(run_dir) / "data.json"
+    patches = json.loads(data_path.read_text(encoding="utf-8")).get("patches") if data_path.is_file() else None
+    if not patches:
+        raise typer.BadParameter(f"{run_dir}: no data.json naming its patches; pass --real PATCHES")
+    return Path(patches)

@@ -153,7 +153,7 @@ def _sum_over_processes(values: list[float], group: ProcessGroup, device: torch.
     return t.tolist()
 
 
-def _tile(images: np.ndarray, columns: int) -> np.ndarray:
+def tile_images(images: np.ndarray, columns: int) -> np.ndarray:
     """uint8 [N, H, W] -> one [rows·H, columns·W] image."""
     n, h, w = images.shape
     rows = math.ceil(n / columns)
@@ -175,7 +175,7 @@ def write_grid(sampler: nn.Module, z: torch.Tensor, path: Path) -> Path:
     """Sample the fixed latents ``z`` and write them as one PNG grid."""
     images = np.concatenate([to_uint8(sampler(chunk)) for chunk in z.split(64)])
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), _tile(images, int(math.ceil(math.sqrt(len(images)))))):
+    if not cv2.imwrite(str(path), tile_images(images, int(math.ceil(math.sqrt(len(images)))))):
         raise OSError(f"could not write {path}")
     return path
 
@@ -292,7 +292,7 @@ def train_gan(
     if group.is_main and not resume:
         write_grid(sampler, grid_z, run_dir / GRID_DIR / "fakes-init.png")
         reals = images[np.random.default_rng(options.seed).integers(0, len(images), options.grid_size**2)]
-        cv2.imwrite(str(run_dir / GRID_DIR / "reals.png"), _tile(reals, options.grid_size))
+        cv2.imwrite(str(run_dir / GRID_DIR / "reals.png"), tile_images(reals, options.grid_size))
 
     def snapshot() -> None:
         if not group.is_main:

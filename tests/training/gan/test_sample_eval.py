@@ -1,0 +1,105 @@
+"""`gan sample` writes a pool the experiments can draw from; `gan eval` measures it and draws the checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from training.cli import app
+from training.data.assemble import assemble_run
+from training.data.library import PatchLibrary, split_records
+from training.data.patchset import PatchSet, load_patchset
+from training.data.pools import open_pools
+from training.gan.checkpoint import load_generator
+from training.gan.sample import SampleRequest, generate
+from training.models.checkpoint import Checkpoint, save_checkpoint
+from training.models.classifier import create_classifier
+from training.models.specs import ClassifierSpec
+
+from .test_train_command import tiny_toml
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _threads_restored():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def gan_run(small_patchset: PatchSet, tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    args = ["gan", "train", str(small_patchset.root), str(run), "-c", str(tiny_toml(tmp_path / "gan.toml"))]
+    result = runner.invoke(app, [*args, "--kimg", "0.016", "-q"])
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def test_samples_depend_on_the_seed_not_on_the_batch_size(gan_run: Path):
+    loaded = load_generator(gan_run)
+    one = np.concatenate(list(generate(loaded, SampleRequest(count=6, seed=3, batch=6))))
+    chunks = np.concatenate(list(generate(loaded, SampleRequest(count=6, seed=3, batch=4))))
+    other = np.concatenate(list(generate(loaded, SampleRequest(count=6, seed=4, batch=6))))
+    assert one.dtype == np.uint8 and one.shape == (6, 16, 16)
+    assert np.array_equal(one, chunks) and not np.array_equal(one, other)
+
+
+def test_gan_sample_writes_a_pool_that_gan_plus_pasted_draws_half_of(
+    gan_run: Path, small_patchset: PatchSet, tmp_path: Path
+):
+    pool_dir = tmp_path / "gan-pool"
+    result = runner.invoke(app, ["gan", "sample", str(gan_run), str(pool_dir), "--n", "12", "--seed", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    pool = load_patchset(pool_dir)
+    side = small_patchset.meta["geometry"]["patch_px"]
+    assert len(pool.records) == 12 and {r.origin for r in pool.records} == {"gan"}
+    assert all(r.has_defect and r.group == "" and r.split == "train" for r in pool.records)
+    assert pool.read_image(pool.records[0]).shape == (side, side)  # up-sampled to the patch set's side
+    assert (pool.read_mask(pool.records[0]) == 64).all()  # all ignore: an image GAN draws no mask
+    assert pool.meta["generator"]["kimg"] == pytest.approx(0.016) and pool.meta["options"]["seed"] == 1
+    again = runner.invoke(app, ["gan", "sample", str(gan_run), str(pool_dir), "--n", "12", "-q"])
+    assert again.exit_code != 0, "an existing pool is not overwritten without --overwrite"
+
+    from training.data.paste import PasteOptions, make_pasted
+
+    make_pasted(small_patchset, tmp_path / "pasted", PasteOptions(per_defect=4), seed=0, progress=False)
+    pools = open_pools(["gan", "pasted"], {"gan": pool_dir, "pasted": tmp_path / "pasted"})
+    from training.experiments.sources import get_method
+
+    assembly = get_method("gan+pasted").assembly(8)
+    data = assemble_run(
+        library=PatchLibrary(small_patchset),
+        split=split_records(small_patchset, None),
+        seed=0,
+        augment=assembly["augment"],
+        pools=pools,
+    )
+    assert data.drawn == {"gan": 4, "pasted": 4}
+
+
+def test_gan_eval_reports_fid_kid_and_draws_the_checks(gan_run: Path, small_patchset: PatchSet, tmp_path: Path):
+    spec = ClassifierSpec(width=0.25, input_px=small_patchset.meta["geometry"]["patch_px"], internal_px=32)
+    classifier = tmp_path / "classifier"
+    classifier.mkdir()
+    model = create_classifier(spec)
+    save_checkpoint(
+        classifier / "model.pt", Checkpoint(task="classifier", spec=spec.to_dict(), state_dict=model.state_dict())
+    )
+    out = tmp_path / "eval"
+    result = runner.invoke(
+        app, ["gan", "eval", str(gan_run), str(out), "--classifier", str(classifier), "--n", "20", "--seed", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "eval.json").read_text())
+    assert report["fid"] > 0 and np.isfinite(report["kid"]) and report["real"]["split"] == "train"
+    assert "classifier pooled features" in report["extractor"] and report["fake"]["samples"] == 20
+    assert (out / "real_vs_fake.png").is_file() and (out / "nearest_real.png").is_file()
+    both = runner.invoke(app, ["gan", "eval", str(gan_run), "--n", "20"])
+    assert both.exit_code != 0, "an extractor must be named"

@@ -1,0 +1,127 @@
+"""`gan eval`: FID/KID of a GAN run against real patches, and the pictures a person checks.
+
+Real patches default to the *training* split's real defective patches (what the GAN learnt
+from); ``--real-split test`` measures against defects of groups the GAN never saw. Both sets
+are compared at the pool's patch size (samples up-sampled as ``gan sample`` does). Writes
+``eval.json`` (numbers, extractor, snapshot, sizes), ``real_vs_fake.png`` (top half real,
+bottom half generated) and ``nearest_real.png`` (each sample beside its nearest real patch in
+feature space: a memorisation check — a sample that equals its neighbour was copied).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from training.data.patchset import load_patchset
+from training.data.splits import TEST, TRAIN
+from training.gan.checkpoint import LoadedGenerator
+from training.gan.features import FeatureExtractor
+from training.gan.loop import tile_images
+from training.gan.sample import SampleRequest, generate, resize_patch
+from training.metrics.generative import fid, kid
+from training.outputs import provenance, write_json_atomic
+
+NEIGHBOUR_ROWS = 8  # samples shown in nearest_real.png (pairs per row: 4)
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What to compare: how many samples, which real split, the latent seed and ψ."""
+
+    count: int = 1000
+    real_split: str = TRAIN
+    seed: int = 0
+    psi: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.real_split not in (TRAIN, TEST):
+            raise ValueError(f"--real-split must be {TRAIN} or {TEST}, got {self.real_split!r}")
+
+
+def real_defects(patches_dir: Path, split: str) -> np.ndarray:
+    """uint8 [N, P, P] real defective patches of ``split`` (gray)."""
+    patchset = load_patchset(patches_dir)
+    rows = [r for r in patchset.records if r.origin == "real" and r.has_defect and r.split == split]
+    if len(rows) < 2:
+        raise ValueError(f"{patches_dir}: {len(rows)} real defective {split} patches; FID/KID need at least 2")
+    images = [patchset.read_image(r) for r in rows]
+    return np.stack([im if im.ndim == 2 else cv2.cvtColor(im, cv2.COLOR_BGR2GRAY) for im in images])
+
+
+def evaluate_run(
+    *, loaded: LoadedGenerator, real: np.ndarray, extractor: FeatureExtractor, request: EvalRequest, out_dir: Path
+) -> dict:
+    """FID/KID of ``request.count`` samples vs ``real``; writes eval.json and the two grids into ``out_dir``."""
+    side = real.shape[-1]
+    sample_request = SampleRequest(count=request.count, seed=request.seed, psi=request.psi, patch_px=side)
+    fakes = np.stack([resize_patch(im, side) for batch in generate(loaded, sample_request) for im in batch])
+    real_features, fake_features = extractor(real), extractor(fakes)
+    # One scalar so the real features have unit RMS per dimension: a classifier's max-pooled features
+    # run to the tens, where the cubic KID kernel explodes. Both sets share the scalar (distances keep
+    # their ratios); FID is in these units, so compare FIDs of one extractor only.
+    scale = float(np.sqrt(np.mean(real_features**2))) or 1.0
+    real_features, fake_features = real_features / scale, fake_features / scale
+    kid_result = kid(real_features, fake_features, subsets=100, subset_size=1000, seed=request.seed)
+    nearest, distance = _nearest(fake_features, real_features)
+    report = {
+        "fid": round(fid(real_features, fake_features), 4),
+        "kid": round(kid_result.mean, 6),
+        "kid_std": round(kid_result.std, 6),
+        "kid_subset_size": kid_result.subset_size,
+        "real": {"split": request.real_split, "patches": len(real)},
+        "fake": {"samples": len(fakes), "psi": request.psi, "seed": request.seed},
+        "extractor": extractor.name,
+        "feature_scale": round(scale, 6),
+        "snapshot": {"checkpoint": str(loaded.checkpoint), "kimg": loaded.kimg, "family": loaded.family},
+        "nearest_real_distance": {
+            "median": round(float(np.median(distance)), 4),
+            "min": round(float(np.min(distance)), 4),
+            "real_to_real_median": round(
+                float(np.median(_nearest(real_features, real_features, skip_self=True)[1])), 4
+            ),
+        },
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(request.seed)
+    shown = min(32, len(real), len(fakes))
+    _write(
+        out_dir / "real_vs_fake.png",
+        np.concatenate([real[rng.choice(len(real), shown, replace=False)], fakes[:shown]]),
+        columns=8,
+    )
+    pairs = [im for i in range(min(NEIGHBOUR_ROWS * 4, len(fakes))) for im in (fakes[i], real[nearest[i]])]
+    _write(out_dir / "nearest_real.png", np.stack(pairs), columns=8)
+    report["pictures"] = {
+        "real_vs_fake": str(out_dir / "real_vs_fake.png"),
+        "nearest_real": str(out_dir / "nearest_real.png"),
+    }
+    write_json_atomic(
+        out_dir / "eval.json",
+        {**report, "provenance": provenance("gan eval", report["fake"], request.seed, {"run": str(loaded.run_dir)})},
+    )
+    return report
+
+
+def _nearest(queries: np.ndarray, refs: np.ndarray, *, skip_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Index and Euclidean distance of each query's nearest reference (in chunks: N×M can be large)."""
+    indices, distances = [], []
+    ref_sq = (refs**2).sum(axis=1)
+    for start in range(0, len(queries), 256):
+        q = queries[start : start + 256]
+        d2 = (q**2).sum(axis=1)[:, None] + ref_sq[None, :] - 2 * q @ refs.T
+        if skip_self:
+            rows = np.arange(len(q))
+            d2[rows, start + rows] = np.inf
+        best = d2.argmin(axis=1)
+        indices.append(best)
+        distances.append(np.sqrt(np.maximum(d2[np.arange(len(q)), best], 0)))
+    return np.concatenate(indices), np.concatenate(distances)
+
+
+def _write(path: Path, images: np.ndarray, columns: int) -> None:
+    if not cv2.imwrite(str(path), tile_images(images, columns)):
+        raise OSError(f"could not write {path}")
