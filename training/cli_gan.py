@@ -81,6 +81,12 @@ def gan_sample(
     psi: float = typer.Option(1.0, "--truncation", help="Truncation ψ (1 = none; lower = closer to the mean)."),
     kimg: float | None = typer.Option(None, "--kimg", help="Snapshot to sample (default: the latest)."),
     patch_px: int | None = typer.Option(None, "--patch-px", help="Pool patch side (default: the training patches')."),
+    filter_classifier: Path | None = typer.Option(
+        None, "--filter-classifier", help="Keep only samples this classifier run sees as defects (default: keep all)."
+    ),
+    min_score: float | None = typer.Option(
+        None, "--min-score", min=0.0, max=1.0, help="With --filter-classifier: score to keep (default: its threshold)."
+    ),
     seed: int | None = SeedOpt,
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     overwrite: bool = typer.Option(
@@ -92,12 +98,17 @@ def gan_sample(
     """Sample a GAN run into a pool patch set that `--augment gan:N --pool gan=OUT` and experiments consume."""
     settings = load_train_settings(config, {"seed": seed})
     from training.gan.checkpoint import load_generator
-    from training.gan.sample import SampleRequest, write_gan_pool
+    from training.gan.sample import SampleRequest, classifier_filter, write_gan_pool
 
+    if min_score is not None and filter_classifier is None:
+        raise typer.BadParameter("--min-score needs --filter-classifier RUN")
     loaded = load_generator(run_dir, kimg=kimg, device=device)
     side = patch_px or _training_patch_px(run_dir) or loaded.config.resolution
     request = SampleRequest(count=count, seed=settings.seed, psi=psi, patch_px=side)
-    summary = write_gan_pool(loaded=loaded, out_dir=out_dir, request=request, overwrite=overwrite, progress=not quiet)
+    keep = classifier_filter(filter_classifier, min_score) if filter_classifier is not None else None
+    summary = write_gan_pool(
+        loaded=loaded, out_dir=out_dir, request=request, keep=keep, overwrite=overwrite, progress=not quiet
+    )
     out_console.print_json(json.dumps(summary, default=float))
 
 

@@ -103,3 +103,50 @@ def test_gan_eval_reports_fid_kid_and_draws_the_checks(gan_run: Path, small_patc
     assert (out / "real_vs_fake.png").is_file() and (out / "nearest_real.png").is_file()
     both = runner.invoke(app, ["gan", "eval", str(gan_run), "--n", "20"])
     assert both.exit_code != 0, "an extractor must be named"
+
+
+def test_filter_classifier_keeps_only_samples_scored_as_defects_and_records_the_acceptance(
+    gan_run: Path, small_patchset: PatchSet, tmp_path: Path
+):
+    from training.gan.sample import DefectFilter, write_gan_pool
+
+    loaded = load_generator(gan_run)
+    request = SampleRequest(count=5, seed=2, batch=4, patch_px=32)
+    everything = np.concatenate(list(generate(loaded, SampleRequest(count=40, seed=2, batch=4))))
+    brightness = everything.reshape(40, -1).mean(axis=1) / 255
+    cut = float(np.sort(brightness)[len(brightness) // 2])  # keeps about half of the stream
+    keep = DefectFilter(name="brightness", min_score=cut, score=lambda p: p.reshape(len(p), -1).mean(axis=1) / 255)
+    summary = write_gan_pool(loaded=loaded, out_dir=tmp_path / "kept", request=request, keep=keep, progress=False)
+    pool = load_patchset(tmp_path / "kept")
+    assert len(pool.records) == 5 and summary["filter"]["kept"] == 5
+    assert summary["filter"]["drawn"] > 5 and 0 < summary["filter"]["acceptance"] < 1
+    assert pool.meta["summary"]["filter"]["kept_score_mean"] >= cut
+    assert pool.meta["options"]["filter_classifier"] == "brightness" and pool.meta["options"]["min_score"] == cut
+    for record in pool.records:  # ids name the latent index; that latent's sample passed the filter
+        index = int(record.id.rsplit("-", 1)[1])
+        assert brightness[index] >= cut - 1e-9
+    never = DefectFilter(name="never", min_score=1.0, score=lambda p: np.zeros(len(p)))
+    with pytest.raises(ValueError, match="kept 0 of 100"):
+        write_gan_pool(loaded=loaded, out_dir=tmp_path / "none", request=request, keep=never, progress=False)
+    assert not (tmp_path / "none").exists(), "no pool is left behind when the filter starves it"
+
+
+def test_gan_sample_cli_filters_by_a_classifier_run_only_when_asked(gan_run: Path, tmp_path: Path):
+    classifier = _classifier_run(tmp_path / "classifier", input_px=32)
+    out = tmp_path / "pool"
+    args = ["gan", "sample", str(gan_run), str(out), "--n", "4", "-q", "--filter-classifier", str(classifier)]
+    result = runner.invoke(app, [*args, "--min-score", "0"])
+    assert result.exit_code == 0, result.output
+    meta = load_patchset(out).meta
+    assert meta["summary"]["filter"]["min_score"] == 0.0 and meta["summary"]["filter"]["acceptance"] == 1.0
+    assert "classifier" in meta["options"]["filter_classifier"]
+    alone = runner.invoke(app, ["gan", "sample", str(gan_run), str(tmp_path / "p2"), "--n", "4", "--min-score", "0.5"])
+    assert alone.exit_code != 0 and "--filter-classifier" in alone.output
+
+
+def _classifier_run(run: Path, *, input_px: int) -> Path:
+    spec = ClassifierSpec(width=0.25, input_px=input_px, internal_px=32)
+    run.mkdir()
+    model = create_classifier(spec)
+    save_checkpoint(run / "model.pt", Checkpoint(task="classifier", spec=spec.to_dict(), state_dict=model.state_dict()))
+    return run
