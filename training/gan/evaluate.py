@@ -4,8 +4,9 @@ Real patches default to the *training* split's real defective patches (what the 
 from); ``--real-split test`` measures against defects of groups the GAN never saw. Both sets
 are compared at the pool's patch size (samples up-sampled as ``gan sample`` does). Writes
 ``eval.json`` (numbers, extractor, snapshot, sizes), ``real_vs_fake.png`` (top half real,
-bottom half generated) and ``nearest_real.png`` (each sample beside its nearest real patch in
-feature space: a memorisation check — a sample that equals its neighbour was copied).
+bottom half generated), ``nearest_real.png`` (each sample beside its nearest real patch in
+feature space: a memorisation check — a sample that equals its neighbour was copied) and
+``nearest_real_pixels.png`` (the same in pixel space at 32 px, where exact copies stand out).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from training.data.patchset import load_patchset
 from training.data.splits import TEST, TRAIN
 from training.gan.checkpoint import LoadedGenerator
-from training.gan.features import FeatureExtractor
+from training.gan.features import FeatureExtractor, pixel_features
 from training.gan.loop import tile_images
 from training.gan.sample import SampleRequest, generate, resize_patch
 from training.metrics.generative import fid, kid
@@ -66,7 +67,9 @@ def evaluate_run(
     scale = float(np.sqrt(np.mean(real_features**2))) or 1.0
     real_features, fake_features = real_features / scale, fake_features / scale
     kid_result = kid(real_features, fake_features, subsets=100, subset_size=1000, seed=request.seed)
-    nearest, distance = _nearest(fake_features, real_features)
+    nearest, feature_distances = _memorisation(fake_features, real_features)
+    pixels = pixel_features()
+    nearest_pixels, pixel_distances = _memorisation(pixels(fakes), pixels(real))
     report = {
         "fid": round(fid(real_features, fake_features), 4),
         "kid": round(kid_result.mean, 6),
@@ -77,13 +80,8 @@ def evaluate_run(
         "extractor": extractor.name,
         "feature_scale": round(scale, 6),
         "snapshot": {"checkpoint": str(loaded.checkpoint), "kimg": loaded.kimg, "family": loaded.family},
-        "nearest_real_distance": {
-            "median": round(float(np.median(distance)), 4),
-            "min": round(float(np.min(distance)), 4),
-            "real_to_real_median": round(
-                float(np.median(_nearest(real_features, real_features, skip_self=True)[1])), 4
-            ),
-        },
+        "nearest_real_distance": feature_distances,
+        "nearest_real_pixel_distance": {**pixel_distances, "space": pixels.name},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(request.seed)
@@ -93,17 +91,33 @@ def evaluate_run(
         np.concatenate([real[rng.choice(len(real), shown, replace=False)], fakes[:shown]]),
         columns=8,
     )
-    pairs = [im for i in range(min(NEIGHBOUR_ROWS * 4, len(fakes))) for im in (fakes[i], real[nearest[i]])]
-    _write(out_dir / "nearest_real.png", np.stack(pairs), columns=8)
+    shown_pairs = range(min(NEIGHBOUR_ROWS * 4, len(fakes)))
+    for name, index in (("nearest_real", nearest), ("nearest_real_pixels", nearest_pixels)):
+        pairs = [im for i in shown_pairs for im in (fakes[i], real[index[i]])]
+        _write(out_dir / f"{name}.png", np.stack(pairs), columns=8)
     report["pictures"] = {
-        "real_vs_fake": str(out_dir / "real_vs_fake.png"),
-        "nearest_real": str(out_dir / "nearest_real.png"),
+        name: str(out_dir / f"{name}.png") for name in ("real_vs_fake", "nearest_real", "nearest_real_pixels")
     }
     write_json_atomic(
         out_dir / "eval.json",
         {**report, "provenance": provenance("gan eval", report["fake"], request.seed, {"run": str(loaded.run_dir)})},
     )
     return report
+
+
+def _memorisation(fake: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Each sample's nearest real patch, and its distances beside the real patches' own spacing.
+
+    A sample much closer to a real patch than real patches are to each other (``min`` far below
+    ``real_to_real_median``) was likely memorised; the grids show the pairs.
+    """
+    nearest, distance = _nearest(fake, real)
+    stats = {
+        "median": round(float(np.median(distance)), 4),
+        "min": round(float(np.min(distance)), 4),
+        "real_to_real_median": round(float(np.median(_nearest(real, real, skip_self=True)[1])), 4),
+    }
+    return nearest, stats
 
 
 def _nearest(queries: np.ndarray, refs: np.ndarray, *, skip_self: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -4,8 +4,9 @@ Nothing is downloaded. The default is the *domain* extractor: the pooled feature
 defect logit) of a patch classifier trained by ``pump-train classifier train`` — 512·width-d
 features that know what a defect looks like on this part, and need far fewer samples than
 Inception's 2048. ``--inception FILE`` uses torchvision's Inception-v3 with a state dict from
-that file (gray repeated to 3 channels, 299 px, ImageNet normalisation); its FIDs are still not
-comparable to published ones (those use the TF-Inception port). The report names the extractor.
+that file (gray repeated to 3 channels, 299 px, scaled to [-1, 1] as its ImageNet weights
+expect); its FIDs are still not comparable to published ones (those use the TF-Inception port).
+The report names the extractor.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.pixels import to_model_input
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -69,25 +67,32 @@ def classifier_features(run_dir: Path) -> FeatureExtractor:
 
 
 def inception_features(weights: Path) -> FeatureExtractor:
-    """torchvision Inception-v3 pool features (2048-d) from a local state-dict file."""
+    """torchvision Inception-v3 pool features (2048-d) from a local state-dict file.
+
+    The file is loaded strictly (a file that is not an Inception-v3 state dict is refused, never
+    half-loaded into random features); with or without the auxiliary head, any ``fc`` size.
+    torchvision's ImageNet weights expect inputs in [-1, 1] (what its ``transform_input`` makes
+    of ImageNet-normalised ones), so gray [0, 1] patches go in as ``2x - 1`` on 3 channels.
+    """
     from torchvision.models import inception_v3
 
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: Inception weights file not found (no download happens)")
-    model = inception_v3(weights=None, aux_logits=True, init_weights=False)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state, strict=False)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        aux = any(key.startswith("AuxLogits.") for key in state)
+        classes = int(state["fc.weight"].shape[0]) if "fc.weight" in state else 1000
+        model = inception_v3(weights=None, aux_logits=aux, init_weights=False, num_classes=classes)
+        model.load_state_dict(state, strict=True)
     except Exception as error:  # torch raises several types for files that are not a state dict
         raise ValueError(f"{path}: not a torchvision Inception-v3 state dict ({error})") from None
     model.fc = nn.Identity()
     model.eval()
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
     def embed(x: torch.Tensor) -> torch.Tensor:
-        return model((x.repeat(1, 3, 1, 1) - mean) / std)
+        return model(x.repeat(1, 3, 1, 1) * 2.0 - 1.0)
 
     return FeatureExtractor(
         name=f"Inception-v3 pool (2048-d) from {path.resolve()}", dims=2048, input_px=299, embed=embed

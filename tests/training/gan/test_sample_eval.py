@@ -101,6 +101,7 @@ def test_gan_eval_reports_fid_kid_and_draws_the_checks(gan_run: Path, small_patc
     assert report["fid"] > 0 and np.isfinite(report["kid"]) and report["real"]["split"] == "train"
     assert "classifier pooled features" in report["extractor"] and report["fake"]["samples"] == 20
     assert (out / "real_vs_fake.png").is_file() and (out / "nearest_real.png").is_file()
+    assert (out / "nearest_real_pixels.png").is_file() and report["nearest_real_pixel_distance"]["median"] > 0
     both = runner.invoke(app, ["gan", "eval", str(gan_run), "--n", "20"])
     assert both.exit_code != 0, "an extractor must be named"
 
@@ -150,3 +151,23 @@ def _classifier_run(run: Path, *, input_px: int) -> Path:
     model = create_classifier(spec)
     save_checkpoint(run / "model.pt", Checkpoint(task="classifier", spec=spec.to_dict(), state_dict=model.state_dict()))
     return run
+
+
+@pytest.mark.slow  # a full-size Inception-v3 file (~100 MB) written, read and run: ~6 s
+def test_inception_features_load_a_local_state_dict_strictly_and_refuse_anything_else(tmp_path: Path):
+    from torchvision.models import inception_v3
+
+    from training.gan.features import inception_features
+
+    weights = tmp_path / "inception.pt"
+    torch.save(inception_v3(weights=None, aux_logits=False, init_weights=False).state_dict(), weights)
+    extractor = inception_features(weights)
+    patches = np.random.default_rng(0).integers(0, 256, size=(2, 40, 40), dtype=np.uint8)
+    features = extractor(patches)
+    assert features.shape == (2, 2048) and np.isfinite(features).all() and "Inception-v3" in extractor.name
+    other = tmp_path / "classifier.pt"
+    torch.save(create_classifier(ClassifierSpec(width=0.25)).state_dict(), other)
+    with pytest.raises(ValueError, match="not a torchvision Inception-v3 state dict"):
+        inception_features(other)
+    with pytest.raises(FileNotFoundError, match="no download"):
+        inception_features(tmp_path / "missing.pt")
