@@ -22,8 +22,12 @@ from training.data.show import write_grid
 from training.outputs import write_json_atomic
 from training.synth.writer import write_synth_set
 
+DEMO_GAN_KIMG = 2.0  # ~1 minute of the tiny StyleGAN2 on two cores: enough for a first grid, not for defects
 
-def run_demo(out: Path, settings: TrainSettings, frames: int, progress: bool = True) -> dict[str, str]:
+
+def run_demo(
+    out: Path, settings: TrainSettings, frames: int, progress: bool = True, *, gan_kimg: float = DEMO_GAN_KIMG
+) -> dict[str, str]:
     """Run every stage into ``out`` (replacing earlier demo output); returns a line per stage."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,6 +74,7 @@ def run_demo(out: Path, settings: TrainSettings, frames: int, progress: bool = T
         out / "pasted", out / "grid_pasted.png", rows=6, columns=settings.paste.per_defect + 1, scale=2, seed=seed
     )
     lines["show"] = f"{real_grid}, {pasted_grid}"
+    lines["gan"] = _train_gan(out, settings, seed=seed, kimg=gan_kimg, progress=progress)
     lines.update(_train_and_export(out, seed, progress))
     lines["edge"] = _run_edge(out, settings, seed, progress)
     write_json_atomic(
@@ -77,6 +82,28 @@ def run_demo(out: Path, settings: TrainSettings, frames: int, progress: bool = T
         {"seed": seed, "frames": frames, "stages": lines, "settings": settings.model_dump(mode="json", by_alias=True)},
     )
     return lines
+
+
+def _train_gan(out: Path, settings: TrainSettings, *, seed: int, kimg: float, progress: bool) -> str:
+    """A short tiny-StyleGAN2 run on the demo's training defects (+ pasted copies); its last grid as grid_gan.png.
+
+    A few kimg only show that the chain trains and samples; defects take tens of kimg (see the
+    README's GAN section). The demo's classifier does not use these samples.
+    """
+    import shutil
+
+    from training.gan.command import train_gan_command
+
+    run = out / "gan"
+    if run.exists():
+        shutil.rmtree(run)
+    gan = settings.gan.model_copy(update={"kimg": kimg, "snapshot_kimg": kimg, "tick_kimg": kimg / 4, "grid_size": 6})
+    result = train_gan_command(
+        patches_dir=out / "patches", run_dir=run, settings=gan, seed=seed, pasted=(out / "pasted",), progress=progress
+    )
+    grid = out / "grid_gan.png"
+    shutil.copyfile(result["grid"], grid)
+    return f"{result['kimg']:.1f} kimg of tiny StyleGAN2-ADA on {result['images_in_data']} patches: {grid}"
 
 
 def _train_and_export(out: Path, seed: int, progress: bool) -> dict[str, str]:

@@ -17,9 +17,10 @@ def test_demo_chain_runs_from_synthetic_frames_to_verified_bundles(tmp_path: Pat
     settings = TrainSettings(
         synth={"width_px": 1100, "height_px": 800, "defects_per_frame": 4.0}, paste={"per_defect": 2}
     )
-    lines = run_demo(tmp_path / "demo", settings, frames=8, progress=False)
-    assert {"synth", "import", "patches", "paste", "show", "classifier", "segmenter", "export"} <= set(lines)
-    for name in ("grid_real.png", "grid_pasted.png", "demo.json"):
+    lines = run_demo(tmp_path / "demo", settings, frames=8, progress=False, gan_kimg=0.064)
+    assert {"synth", "import", "patches", "paste", "show", "gan", "classifier", "segmenter", "export"} <= set(lines)
+    assert (tmp_path / "demo" / "gan" / "checkpoints").is_dir() and "grid_gan.png" in lines["gan"]
+    for name in ("grid_real.png", "grid_pasted.png", "grid_gan.png", "demo.json"):
         assert (tmp_path / "demo" / name).stat().st_size > 0
     for task in ("classifier", "segmenter"):
         bundle = load_bundle(tmp_path / "demo" / "bundles" / task)
