@@ -102,6 +102,15 @@ def test_ada_p_rises_in_the_loop_while_rt_stays_above_the_target(tmp_path: Path)
     assert lines[-1]["Progress/rt"] > 0, "D scores the reals positive: r_t above the target pushes p up"
 
 
+def test_ada_p_falls_in_the_loop_while_rt_stays_below_the_target(tmp_path: Path):
+    # the mirror case: target 1.0 is above any r_t a D reaches on mixed signs, so p only falls (floored at 0)
+    run(tmp_path, kimg=0.064, ada_interval=1, ada_kimg=0.05, ada_target=1.0, augment_p=0.5)
+    lines = read_runlog(tmp_path / STATS_NAME)
+    ps = [line["Progress/augment_p"] for line in lines]
+    assert ps[-1] < 0.5 and ps == sorted(ps, reverse=True), ps
+    assert all(line["Progress/rt"] < 1.0 for line in lines)
+
+
 def test_lazy_regularisation_runs_every_interval_with_its_gain(tmp_path: Path, monkeypatch):
     calls = []
     build = FAMILY.loss
