@@ -171,3 +171,34 @@ def test_inception_features_load_a_local_state_dict_strictly_and_refuse_anything
         inception_features(other)
     with pytest.raises(FileNotFoundError, match="no download"):
         inception_features(tmp_path / "missing.pt")
+
+
+@pytest.mark.slow  # three tiny classifier runs: ~15 s
+@pytest.mark.filterwarnings("ignore:training split is:RuntimeWarning")  # a batch of 8 holds few defects: expected
+def test_an_experiment_tabulates_gan_rows_from_a_sampled_pool_against_baseline_and_pasted(
+    gan_run: Path, small_patchset: PatchSet, tmp_path: Path
+):
+    from training.data.paste import PasteOptions, make_pasted
+    from training.experiments.report import markdown_table
+    from training.experiments.runner import ExperimentConfig, run_experiment
+    from training.train.schedule import Schedule
+
+    pool = tmp_path / "gan-pool"
+    assert runner.invoke(app, ["gan", "sample", str(gan_run), str(pool), "--n", "8", "-q"]).exit_code == 0
+    make_pasted(small_patchset, tmp_path / "pasted", PasteOptions(per_defect=2), seed=0, progress=False)
+    config = ExperimentConfig(
+        task="classification",
+        methods=("baseline", "gan", "gan+pasted"),
+        seeds=1,
+        sizes=(4,),
+        schedule=Schedule(iterations=2, val_every=2, batch_size=8, lr=1e-3),
+        spec=ClassifierSpec(width=0.125, internal_px=32, input_px=32),
+        pools={"pasted": str(tmp_path / "pasted"), "gan": str(pool)},
+    )
+    rows = run_experiment(small_patchset.root, tmp_path / "exp", config, progress=False)
+    assert sorted(r["method"] for r in rows) == ["baseline", "gan", "gan+pasted"]
+    assert all(int(r["synthetic_drawn"]) == 4 for r in rows if r["method"] != "baseline")
+    table = markdown_table(rows, "classification")
+    assert "| verdict vs baseline | verdict vs pasted |" in table and "| gan+pasted | 4 | 1 |" in table
+    baseline_line = next(line for line in table.splitlines() if line.startswith("| baseline | 0"))
+    assert baseline_line.rstrip().endswith("| reference |  |"), "only GAN rows are judged against pasted"
