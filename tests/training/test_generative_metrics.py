@@ -43,3 +43,15 @@ def test_bad_inputs_are_named():
         kid(np.full((4, 2), np.nan), np.zeros((4, 2)))
     with pytest.raises(ValueError, match="differ"):
         kid(np.zeros((4, 2)), np.zeros((4, 3)))
+
+
+def test_fid_with_fewer_samples_than_dimensions_matches_a_general_matrix_square_root():
+    import scipy.linalg
+
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(40, 64)), 1.3 * rng.normal(size=(50, 64)) + 0.1  # both covariances singular
+    mu1, mu2 = x.mean(axis=0), y.mean(axis=0)
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    covmean = np.real(scipy.linalg.sqrtm(s1 @ s2))
+    reference = (mu1 - mu2) @ (mu1 - mu2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)
+    assert fid(x, y) == pytest.approx(reference, rel=1e-6)
