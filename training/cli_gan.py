@@ -93,15 +93,29 @@ def gan_sample(
         False, "--overwrite", help="Replace OUT if it exists (after the new one is complete)."
     ),
     config: Path | None = ConfigOpt,
+    dry_run: bool = DryRunOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Sample a GAN run into a pool patch set that `--augment gan:N --pool gan=OUT` and experiments consume."""
     settings = load_train_settings(config, {"seed": seed})
-    from training.gan.checkpoint import load_generator
+    from training.gan.checkpoint import find_checkpoint, load_generator
     from training.gan.sample import SampleRequest, classifier_filter, write_gan_pool
 
     if min_score is not None and filter_classifier is None:
         raise typer.BadParameter("--min-score needs --filter-classifier RUN")
+    if dry_run:
+        resolved = {
+            "checkpoint": str(find_checkpoint(run_dir, kimg)),
+            "out": str(out_dir),
+            "n": count,
+            "truncation_psi": psi,
+            "seed": settings.seed,
+            "patch_px": patch_px or _training_patch_px(run_dir),
+            "filter_classifier": str(filter_classifier) if filter_classifier else None,
+            "min_score": min_score,
+        }
+        out_console.print_json(json.dumps(resolved))
+        return
     loaded = load_generator(run_dir, kimg=kimg, device=device)
     side = patch_px or _training_patch_px(run_dir) or loaded.config.resolution
     request = SampleRequest(count=count, seed=settings.seed, psi=psi, patch_px=side)
@@ -141,16 +155,27 @@ def gan_eval(
     seed: int | None = SeedOpt,
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     config: Path | None = ConfigOpt,
+    dry_run: bool = DryRunOpt,
 ) -> None:
     """FID/KID of a GAN snapshot against real defect patches (offline), plus real-vs-fake and nearest-real grids."""
     settings = load_train_settings(config, {"seed": seed})
     if (classifier is None) == (inception is None):
         raise typer.BadParameter("give exactly one feature extractor: --classifier RUN or --inception FILE")
-    from training.gan.checkpoint import load_generator
+    from training.gan.checkpoint import find_checkpoint, load_generator
     from training.gan.evaluate import EvalRequest, evaluate_run, real_defects
     from training.gan.features import classifier_features, inception_features
 
     request = EvalRequest(count=count, real_split=real_split, seed=settings.seed, psi=psi)
+    if dry_run:
+        resolved = {
+            "checkpoint": str(find_checkpoint(run_dir, kimg)),
+            "real": str(real or _trained_on(run_dir)),
+            "extractor": {"classifier": str(classifier)} if classifier else {"inception": str(inception)},
+            "out": str(out_dir or Path(run_dir) / "eval"),
+            **request.__dict__,
+        }
+        out_console.print_json(json.dumps(resolved))
+        return
     loaded = load_generator(run_dir, kimg=kimg, device=device)
     real_dir = real or _trained_on(run_dir)
     extractor = classifier_features(classifier) if classifier is not None else inception_features(inception)

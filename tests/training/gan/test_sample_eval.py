@@ -145,6 +145,20 @@ def test_gan_sample_cli_filters_by_a_classifier_run_only_when_asked(gan_run: Pat
     assert alone.exit_code != 0 and "--filter-classifier" in alone.output
 
 
+def test_gan_sample_and_eval_dry_runs_print_what_they_would_do_and_write_nothing(gan_run: Path, tmp_path: Path):
+    out = tmp_path / "pool"
+    args = ["gan", "sample", str(gan_run), str(out), "--n", "7", "--truncation", "0.7"]
+    sample = runner.invoke(app, [*args, "--dry-run"])
+    assert sample.exit_code == 0, sample.output
+    resolved = json.loads(sample.output)
+    assert resolved["n"] == 7 and resolved["truncation_psi"] == 0.7 and resolved["checkpoint"].endswith(".pt")
+    inception = tmp_path / "inception.pt"
+    evaluated = runner.invoke(app, ["gan", "eval", str(gan_run), "--inception", str(inception), "--dry-run"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.output)["real_split"] == "train"
+    assert not out.exists() and not (gan_run / "eval").exists()
+
+
 def _classifier_run(run: Path, *, input_px: int) -> Path:
     spec = ClassifierSpec(width=0.25, input_px=input_px, internal_px=32)
     run.mkdir()
