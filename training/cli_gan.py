@@ -185,6 +185,7 @@ def gan_eval(
         extractor=extractor,
         request=request,
         out_dir=out_dir or Path(run_dir) / "eval",
+        scale_reference=real_defects(real_dir, "train"),  # one unit for --real-split train and test
     )
     out_console.print_json(json.dumps(report, default=float))
 

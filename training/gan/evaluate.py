@@ -54,9 +54,19 @@ def real_defects(patches_dir: Path, split: str) -> np.ndarray:
 
 
 def evaluate_run(
-    *, loaded: LoadedGenerator, real: np.ndarray, extractor: FeatureExtractor, request: EvalRequest, out_dir: Path
+    *,
+    loaded: LoadedGenerator,
+    real: np.ndarray,
+    extractor: FeatureExtractor,
+    request: EvalRequest,
+    out_dir: Path,
+    scale_reference: np.ndarray | None = None,
 ) -> dict:
-    """FID/KID of ``request.count`` samples vs ``real``; writes eval.json and the two grids into ``out_dir``."""
+    """FID/KID of ``request.count`` samples vs ``real``; writes eval.json and the two grids into ``out_dir``.
+
+    ``scale_reference``: the patches whose features set the unit (default ``real``); the CLI passes
+    the training split's defects, so values against the train and the test split share one unit.
+    """
     side = real.shape[-1]
     sample_request = SampleRequest(count=request.count, seed=request.seed, psi=request.psi, patch_px=side)
     fakes = np.stack([resize_patch(im, side) for batch in generate(loaded, sample_request) for im in batch])
@@ -64,7 +74,8 @@ def evaluate_run(
     # One scalar so the real features have unit RMS per dimension: a classifier's max-pooled features
     # run to the tens, where the cubic KID kernel explodes. Both sets share the scalar (distances keep
     # their ratios); FID is in these units, so compare FIDs of one extractor only.
-    scale = float(np.sqrt(np.mean(real_features**2))) or 1.0
+    unit = real_features if scale_reference is None else extractor(scale_reference)
+    scale = float(np.sqrt(np.mean(unit**2))) or 1.0
     real_features, fake_features = real_features / scale, fake_features / scale
     kid_result = kid(real_features, fake_features, subsets=100, subset_size=1000, seed=request.seed)
     nearest, feature_distances = _memorisation(fake_features, real_features)

@@ -104,6 +104,13 @@ def test_gan_eval_reports_fid_kid_and_draws_the_checks(gan_run: Path, small_patc
     assert (out / "nearest_real_pixels.png").is_file() and report["nearest_real_pixel_distance"]["median"] > 0
     both = runner.invoke(app, ["gan", "eval", str(gan_run), "--n", "20"])
     assert both.exit_code != 0, "an extractor must be named"
+    test_out = tmp_path / "eval-test"
+    args = ["gan", "eval", str(gan_run), str(test_out), "--classifier", str(classifier), "--n", "20", "--seed", "2"]
+    on_test = runner.invoke(app, [*args, "--real-split", "test"])
+    assert on_test.exit_code == 0, on_test.output
+    test_report = json.loads((test_out / "eval.json").read_text())
+    assert test_report["real"]["split"] == "test" and test_report["real"]["patches"] != report["real"]["patches"]
+    assert test_report["feature_scale"] == report["feature_scale"], "train and test values share one unit"
 
 
 def test_filter_classifier_keeps_only_samples_scored_as_defects_and_records_the_acceptance(
