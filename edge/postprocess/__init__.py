@@ -7,8 +7,7 @@ The names below load on first use (PEP 562): importing a light submodule such as
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from shared.lazy_exports import lazy_exports
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "edge.postprocess.analysis": ("FrameAnalysis", "analyze_frame", "decide"),
@@ -19,28 +18,6 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "edge.postprocess.scores": ("Thresholds", "sigmoid"),
     "edge.postprocess.stitch": ("StitchedMap", "stitch_defects"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = [
-    "DefectRegion",
-    "FrameAnalysis",
-    "PostprocessConfig",
-    "StitchedMap",
-    "Thresholds",
-    "analyze_frame",
-    "decide",
-    "defect_mask",
-    "find_regions",
-    "render_defect_map",
-    "select_for_segmenter",
-    "sigmoid",
-    "stitch_defects",
-]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__, __all__ = lazy_exports(__name__, globals(), _EXPORTS)

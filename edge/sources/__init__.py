@@ -7,32 +7,13 @@ The names below load on first use (PEP 562): importing a light submodule such as
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from shared.lazy_exports import lazy_exports
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "edge.sources.base": ("Frame", "FrameError", "FrameSource", "SourceItem", "SourceState", "SourceStatus"),
     "edge.sources.config": ("SourceConfig",),
     "edge.sources.registry": ("SOURCE_KINDS", "create_source"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = [
-    "SOURCE_KINDS",
-    "Frame",
-    "FrameError",
-    "FrameSource",
-    "SourceConfig",
-    "SourceItem",
-    "SourceState",
-    "SourceStatus",
-    "create_source",
-]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__, __all__ = lazy_exports(__name__, globals(), _EXPORTS)
