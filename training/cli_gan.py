@@ -128,10 +128,9 @@ def gan_sample(
 
 def _training_patch_px(run_dir: Path) -> int | None:
     """patch_px of the patch set the run trained on (its data.json), if it can be read."""
-    data_path = Path(run_dir) / "data.json"
-    if not data_path.is_file():
-        return None
-    patches = json.loads(data_path.read_text(encoding="utf-8")).get("patches")
+    from training.gan.data import read_run_data
+
+    patches = read_run_data(run_dir).get("patches")
     meta_path = Path(patches) / "patchset.json" if patches else None
     if meta_path is None or not meta_path.is_file():
         return None
@@ -191,8 +190,9 @@ def gan_eval(
 
 
 def _trained_on(run_dir: Path) -> Path:
-    data_path = Path(run_dir) / "data.json"
-    patches = json.loads(data_path.read_text(encoding="utf-8")).get("patches") if data_path.is_file() else None
+    from training.gan.data import read_run_data
+
+    patches = read_run_data(run_dir).get("patches")
     if not patches:
         raise typer.BadParameter(f"{run_dir}: no data.json naming its patches; pass --real PATCHES")
     return Path(patches)

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from pydantic import ValidationError
 
 from training.gan.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
-from training.gan.data import load_gan_data
+from training.gan.data import RUN_DATA_NAME, load_gan_data
 from training.gan.families import GanFamily, get_family
 from training.gan.loop import GRID_DIR, LoopOptions, init_process_group, train_gan
 from training.gan.settings import GanSettings
@@ -99,7 +99,7 @@ def train_gan_command(
             inputs = {"patches": str(Path(patches_dir).resolve()), "data_fingerprint": data.fingerprint}
             name = f"config-resume-{len(list_checkpoints(run_dir))}.json" if resume else "config.json"
             write_json_atomic(run_dir / name, provenance("gan train", config, seed, inputs=inputs))
-            write_json_atomic(run_dir / "data.json", data.describe())
+            write_json_atomic(run_dir / RUN_DATA_NAME, data.describe())
         options = LoopOptions(
             kimg=settings.kimg,
             snapshot_kimg=settings.snapshot_kimg,

@@ -19,6 +19,7 @@ resolution, uint8 [N, res, res]. :func:`GanData.describe` is what the run folder
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,3 +113,13 @@ def load_gan_data(patches: Path, *, resolution: int, pasted: tuple[Path, ...] = 
         counts=counts,
         fingerprint=digest.hexdigest(),
     )
+
+
+RUN_DATA_NAME = "data.json"  # in a GAN run folder: which patches, pools and split the run trained on
+
+
+def read_run_data(run_dir: Path) -> dict:
+    """A run folder's ``data.json`` ({} for a folder without one, e.g. a run made elsewhere)."""
+    path = Path(run_dir) / RUN_DATA_NAME
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+

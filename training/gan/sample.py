@@ -44,6 +44,7 @@ from training.data.patchset import (
 )
 from training.data.table import write_rows
 from training.gan.checkpoint import LoadedGenerator
+from training.gan.data import read_run_data
 from training.gan.families import get_family
 from training.gan.loop import to_uint8
 from training.outputs import atomic_output_dir, provenance, write_json_atomic
@@ -143,7 +144,7 @@ def write_gan_pool(
     from the same latent stream until ``request.count`` are kept (ValueError, and no pool, if
     ``MAX_DRAW_FACTOR`` x that many draws do not suffice).
     """
-    data = _run_data(loaded.run_dir)
+    data = read_run_data(loaded.run_dir)
     parent = load_patchset(Path(data["patches"])) if data.get("patches") else None
     geometry = parent.meta.get("geometry") if parent else None
     mask = np.full((request.patch_px, request.patch_px), MASK_IGNORE, np.uint8)
@@ -252,13 +253,3 @@ def _filter_summary(keep: DefectFilter | None, *, drawn: int, scores: list[float
         "acceptance": round(len(scores) / max(drawn, 1), 4),
         "kept_score_mean": round(float(np.mean(scores)), 4) if scores else None,
     }
-
-
-def _run_data(run_dir: Path) -> dict:
-    """The run's ``data.json`` (which patches it trained on); {} for a run folder without one."""
-    import json
-
-    path = Path(run_dir) / "data.json"
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text(encoding="utf-8"))
