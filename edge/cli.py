@@ -418,6 +418,46 @@ def bench(
     sys.stdout.write(text + "\n")
 
 
+@app.command()
+def evaluate(
+    frames_dir: Path = typer.Argument(..., help="Folder with frames.jsonl (id, image, defects[].bbox), e.g. synth."),
+    classifier: Path | None = typer.Option(None, "--classifier", help="Classifier bundle (bundles.classifier)."),
+    segmenter: Path | None = typer.Option(None, "--segmenter", help="Segmenter bundle (bundles.segmenter)."),
+    cascade: bool | None = typer.Option(
+        None, "--cascade/--full", help="Segment only classifier suspects / every patch (default: pipeline.cascade)."
+    ),
+    precision: str | None = typer.Option(None, "--precision", help="fp32 | fp16 | int8 (backend.precision)."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N frames."),
+    frames: bool = typer.Option(False, "--frames", help="Print a planted-vs-found row per frame."),
+    json_file: Path | None = typer.Option(None, "--json", help="Also write the JSON report to this file."),
+    config_file: Path | None = ConfigOpt,
+) -> None:
+    """Frame-level detection on frames with known defects: region recall, frame recall, false NG on clean frames.
+
+    Runs the station's own inspector (bundles, backend, thresholds, cascade) on each listed frame;
+    a planted defect counts as found when a defect region touches its box. JSON on stdout.
+    """
+    from edge.detection import evaluate_detection, report_table
+
+    settings = _station_settings(config_file, classifier=classifier, segmenter=segmenter)
+    if precision is not None:
+        settings = settings.model_copy(
+            update={
+                "backend": type(settings.backend).model_validate(
+                    {**settings.backend.model_dump(), "precision": precision}
+                )
+            }
+        )
+    report = evaluate_detection(settings, frames_dir, cascade=cascade, limit=limit)
+    for table in report_table(report, per_frame=frames):
+        console.print(table)
+    text = json.dumps(report.to_dict(), indent=2)
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(text + "\n")
+    sys.stdout.write(json.dumps(report.to_dict(with_frames=False), indent=2) + "\n")
+
+
 def main() -> None:
     """Console entry point: config errors become one clear message and exit code 2."""
     from edge.backends import BackendError

@@ -62,7 +62,15 @@ def _experiment(
 
     size_list = tuple(int(s) for s in sizes.split(",")) if sizes else (augment_size,)
     section = settings.classifier if task == CLASSIFICATION else settings.segmenter
-    extra = {} if task == CLASSIFICATION else {"healthy_share": section.healthy_share, "threshold": section.threshold}
+    extra = (
+        {}
+        if task == CLASSIFICATION
+        else {
+            "healthy_share": section.healthy_share,
+            "threshold": section.threshold,
+            "tune_threshold": section.tune_threshold,
+        }
+    )
     config = ExperimentConfig(
         task=task,
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),

@@ -199,6 +199,7 @@ def segmenter_train(
         pool=pool,
         healthy_share=section.healthy_share,
         threshold=section.threshold,
+        tune_threshold=section.tune_threshold,
         val_seed=val_seed,
         progress=not quiet,
     )

@@ -159,17 +159,20 @@ def markdown_table(rows: list[dict], task: str, title: str = "") -> str:
             f"Always-defective reference F1 = 2π/(1+π) = {2 * pi / (1 + pi):.4f} (test defect share π = "
             f"{pi:.4f}). Thesis baseline F1: 0.1668.",
         ]
-    recall_columns = sorted({k for r in rows for k in r if k.startswith("recall_") and r[k] != ""})
-    if recall_columns:
+    for prefix, what in (("iou_", "defect IoU"), ("recall_", "recall")):
+        columns = sorted({k for r in rows for k in r if k.startswith(prefix) and r[k] != ""})
+        if not columns:
+            continue
+        pixel = " (pixels)" if task != CLASSIFICATION else ""
         lines += [
             "",
-            "Per-class test recall (mean over runs):",
+            f"Per-class test {what}{pixel} (mean over runs):",
             "",
-            "| method | synthetic | " + " | ".join(c.removeprefix("recall_") for c in recall_columns) + " |",
-            "|" + "---|" * (len(recall_columns) + 2),
+            "| method | synthetic | " + " | ".join(c.removeprefix(prefix) for c in columns) + " |",
+            "|" + "---|" * (len(columns) + 2),
         ]
         for arm, arm_rows in sorted(arms.items()):
-            values = [f"{np.nanmean([_float(r.get(c)) for r in arm_rows]):.3f}" for c in recall_columns]
+            values = [f"{np.nanmean([_float(r.get(c)) for r in arm_rows]):.3f}" for c in columns]
             lines.append(f"| {arm[0]} | {arm[1]} | " + " | ".join(values) + " |")
     lines += [
         "",

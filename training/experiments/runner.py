@@ -51,6 +51,7 @@ class ExperimentConfig:
     val_fraction: float = 0.2
     healthy_share: float = 0.0  # segmentation: share of healthy patches in training (0 = defective only)
     threshold: float = 0.9  # segmentation: pixel threshold
+    tune_threshold: bool = False  # segmentation: choose the threshold on validation after training
     pools: dict[str, str] = field(default_factory=dict)
     first_seed: int = 0  # seeds run first_seed .. first_seed + seeds - 1 (spread one experiment over machines)
 
@@ -63,6 +64,7 @@ class ExperimentConfig:
             "val_fraction": self.val_fraction,
             "healthy_share": self.healthy_share,
             "threshold": self.threshold,
+            **({"tune_threshold": True} if self.tune_threshold else {}),  # old experiment folders stay resumable
         }
 
 
@@ -104,7 +106,9 @@ def _append_run(out_dir: Path, row: dict) -> None:
 def _flatten(result: dict) -> dict:
     flat = {}
     for key, value in result.items():
-        if isinstance(value, dict):
+        if key == "per_class_iou":
+            flat.update({f"iou_{label}": v for label, v in value.items()})
+        elif isinstance(value, dict):
             flat.update({f"recall_{label}": v for label, v in value.items()})
         else:
             flat[key] = value
@@ -128,7 +132,14 @@ def _run(state: _RunState, method: Method, *, size: int, seed: int, progress: bo
     if config.task == SEGMENTATION:
         data = SegmenterData(run.train, run.val, run.test)
         result = train_segmenter(
-            data, config.spec, schedule, run_dir, context=context, threshold=config.threshold, progress=progress
+            data,
+            config.spec,
+            schedule,
+            run_dir,
+            context=context,
+            threshold=config.threshold,
+            tune_threshold=config.tune_threshold,
+            progress=progress,
         )
     else:
         data = ClassifierData(run.train, run.val, run.test, run.sample_weights)

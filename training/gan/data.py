@@ -122,4 +122,3 @@ def read_run_data(run_dir: Path) -> dict:
     """A run folder's ``data.json`` ({} for a folder without one, e.g. a run made elsewhere)."""
     path = Path(run_dir) / RUN_DATA_NAME
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-

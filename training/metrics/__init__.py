@@ -19,6 +19,7 @@ from training.metrics.segmentation import (
     healthy_iou,
     mean_iou,
     patch_confusion,
+    per_class_segmentation,
     segmentation_metrics,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "mean_iou",
     "patch_confusion",
     "per_class_recall",
+    "per_class_segmentation",
     "roc_auc",
     "segmentation_metrics",
     "tune_threshold",

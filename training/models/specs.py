@@ -40,6 +40,13 @@ class SegmenterSpec:
     input_px: int = 128
     mean: float = 0.5
     std: float = 0.25
+    # decoder widths; () = smp's defaults. fpn: (pyramid, segmentation) channels; unet/unetplusplus:
+    # one width per decoder stage, deepest first (5 for the usual depth-5 encoders).
+    decoder_channels: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        # checkpoints and JSON carry lists; the spec stays hashable
+        object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
 
     def to_dict(self) -> dict:
         return asdict(self)

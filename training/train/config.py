@@ -12,7 +12,7 @@ the same way.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -114,6 +114,11 @@ class SegmenterModel(BaseModel):
         _SEGMENTER.encoder, min_length=1, description=f"smp encoder, or a preset name: {sorted(ENCODER_PRESETS)}."
     )
     in_channels: int = Field(_SEGMENTER.in_channels, ge=1, le=4, description="Input channels: 1 gray, 3 BGR.")
+    decoder_channels: tuple[Annotated[int, Field(gt=0, le=4096)], ...] = Field(
+        _SEGMENTER.decoder_channels,
+        max_length=8,
+        description="Decoder widths ([] = smp default): fpn [pyramid, segmentation]; unet one per stage.",
+    )
     mean: float = Field(_SEGMENTER.mean, ge=-1.0, le=2.0, description="Mean subtracted from [0, 1] pixels.")
     std: float = Field(_SEGMENTER.std, gt=0, le=10.0, description="Divisor after the mean.")
 
@@ -154,6 +159,11 @@ class SegmenterSettings(BaseModel):
         0.0, ge=0.0, lt=1.0, description="Share of healthy patches in every split (0 = defective only; 0.5 = §4.3.4)."
     )
     threshold: float = Field(0.9, gt=0.0, lt=1.0, description="Pixel probability above which a pixel is a defect.")
+    tune_threshold: bool = Field(
+        False,
+        description="Choose the pixel threshold on validation (best defect IoU on a 0.1..0.9 grid) after "
+        "training; `threshold` is then only the starting point of model selection. Recorded in the run.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from shared.masks import MASK_DEFECT, MASK_IGNORE
 from training.data.arrays import PatchArrays
-from training.metrics import segmentation_metrics
+from training.metrics import per_class_segmentation, segmentation_metrics
 from training.models.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from training.models.segmenter import SegmenterSpec, create_segmenter
 from training.train.augment import augment_batch
@@ -52,6 +52,19 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice: smp.loss
     return dice(logits, target) + bce
 
 
+THRESHOLD_GRID = tuple(round(0.1 * i, 1) for i in range(1, 10))
+
+
+def best_threshold(masks: np.ndarray, probabilities: np.ndarray, default: float) -> float:
+    """The grid threshold with the best defect IoU on these (validation) patches; ties keep the higher one."""
+    best, chosen = -1.0, default
+    for threshold in THRESHOLD_GRID:
+        score = segmentation_metrics(masks, probabilities, threshold)["defect_iou"]
+        if not np.isnan(score) and score >= best:
+            best, chosen = score, threshold
+    return chosen
+
+
 def _probabilities(model, arrays: PatchArrays, device) -> np.ndarray:
     return predict(model, arrays.images, device, batch_size=64)[:, 0]
 
@@ -64,9 +77,14 @@ def train_segmenter(
     *,
     context: dict | None = None,
     threshold: float = 0.9,
+    tune_threshold: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Train, keep the best validation defect IoU, score test; writes model.pt, metrics.jsonl, curves.png."""
+    """Train, keep the best validation defect IoU, score test; writes model.pt, metrics.jsonl, curves.png.
+
+    ``tune_threshold``: after training, the pixel threshold with the best validation defect IoU on
+    :data:`THRESHOLD_GRID` replaces ``threshold`` for the test scores and the checkpoint.
+    """
     context = context or {}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,15 +132,25 @@ def train_segmenter(
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", val_iou=f"{metrics['defect_iou']:.3f}")
     train_seconds = time.perf_counter() - started
     model.load_state_dict(best_state)
-    test = segmentation_metrics(data.test.masks, _probabilities(model, data.test, device), threshold)
-    val = segmentation_metrics(data.val.masks, _probabilities(model, data.val, device), threshold)
+    val_probabilities = _probabilities(model, data.val, device)
+    if tune_threshold:
+        threshold = best_threshold(data.val.masks, val_probabilities, threshold)
+    test_probabilities = _probabilities(model, data.test, device)
+    test = segmentation_metrics(data.test.masks, test_probabilities, threshold)
+    val = segmentation_metrics(data.val.masks, val_probabilities, threshold)
+    per_class = per_class_segmentation(
+        data.test.masks, test_probabilities, [r.label for r in data.test.records], threshold
+    )
     result = {
         **{f"test_{k}": v for k, v in test.items()},
         "val_defect_iou": val["defect_iou"],
         "threshold": threshold,
+        "threshold_tuned": tune_threshold,
         "best_iteration": best_iteration,
         "train_seconds": round(train_seconds, 1),
         "train_patches": len(data.train),
+        "per_class_iou": per_class["iou"],
+        "per_class_recall": per_class["recall"],
     }
     checkpoint = Checkpoint(
         task="segmenter",
@@ -132,7 +160,7 @@ def train_segmenter(
         geometry=context.get("geometry", {}),
         data_fingerprint=context.get("data_fingerprint", ""),
         class_names=["good", "defect"],
-        metrics={k: float(v) for k, v in result.items()},
+        metrics={k: float(v) for k, v in result.items() if not isinstance(v, dict)},
         name=context.get("name", "segmenter"),
     )
     save_checkpoint(out_dir / CHECKPOINT_NAME, checkpoint)

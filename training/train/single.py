@@ -142,6 +142,7 @@ def train_segmenter_command(
     pool: list[str] = (),
     healthy_share: float = 0.0,
     threshold: float = 0.9,
+    tune_threshold: bool = False,
     val_seed: int | None = None,
     progress: bool = True,
 ) -> dict:
@@ -166,6 +167,7 @@ def train_segmenter_command(
             "drawn": run.drawn,
             "healthy_share": healthy_share,
             "threshold": threshold,
+            "tune_threshold": tune_threshold,
             "val_seed": val_seed,
         }
         write_json_atomic(
@@ -173,7 +175,14 @@ def train_segmenter_command(
             provenance("segmenter train", config, schedule.seed, inputs={"patches": str(Path(patches_dir).resolve())}),
         )
         result = train_segmenter(
-            data, spec, schedule, tmp, context=_context(patchset, "segmenter"), threshold=threshold, progress=progress
+            data,
+            spec,
+            schedule,
+            tmp,
+            context=_context(patchset, "segmenter"),
+            threshold=threshold,
+            tune_threshold=tune_threshold,
+            progress=progress,
         )
         write_json_atomic(tmp / "result.json", result)
     return result
