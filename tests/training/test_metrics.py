@@ -23,6 +23,7 @@ from training.metrics import (
     mean_iou,
     patch_confusion,
     per_class_recall,
+    per_class_segmentation,
     roc_auc,
     segmentation_metrics,
     tune_threshold,
@@ -346,3 +347,19 @@ def test_segmentation_matches_a_per_patch_reference(target, predicted, k):
     ]
     confusion = patch_confusion(target, predicted, min_fp_pixels=k)
     assert confusion == Confusion(*(outcomes.count(name) for name in ("tp", "fp", "tn", "fn")))
+
+
+def test_per_class_segmentation_keeps_a_missed_small_class_visible():
+    target = np.zeros((3, 8, 8), np.uint8)
+    target[0, :6, :6] = MASK_DEFECT  # a large blowhole, found
+    target[1, 2, :] = MASK_DEFECT  # a 1 px crack, missed
+    target[2, 0, 0] = MASK_IGNORE  # a healthy patch: not scored per class
+    probabilities = np.zeros((3, 8, 8), np.float32)
+    probabilities[0, :6, :6] = 0.9
+    result = per_class_segmentation(target, probabilities, ["Blowhole", "Crack", "Free"], threshold=0.5)
+    assert result["iou"] == {"Blowhole": 1.0, "Crack": 0.0}
+    assert result["recall"] == {"Blowhole": 1.0, "Crack": 0.0}
+    pooled = segmentation_metrics(target, probabilities, 0.5)["defect_iou"]
+    assert pooled == pytest.approx(36 / 44)  # the pooled figure hides the crack
+    with pytest.raises(ValueError, match="2 labels for 3 patches"):
+        per_class_segmentation(target, probabilities, ["a", "b"], 0.5)

@@ -1,10 +1,12 @@
 """Every registered classifier and segmenter preset passes the model contract at a tiny size."""
 
 import pytest
+import torch
 
 from tests.training.model_contract import TINY_PX, ModelContract
+from training.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from training.models.classifier import create_classifier
-from training.models.segmenter import create_segmenter
+from training.models.segmenter import SegmenterSpec, create_segmenter
 from training.train.config import CLASSIFIER_PRESETS, SEGMENTER_PRESETS, ClassifierSettings, SegmenterSettings
 
 
@@ -36,3 +38,38 @@ class TestSegmenterContract(ModelContract):
 
     def output_shape(self, spec, batch):
         return (batch, 1, spec.input_px, spec.input_px)
+
+
+@pytest.mark.parametrize(
+    ("arch", "channels", "widths"),
+    [("fpn", (64, 32), {"pyramid": 64, "segmentation": 32}), ("unet", (32, 24, 16, 8, 8), {"last": 8})],
+)
+def test_decoder_widths_reach_the_network_and_survive_a_checkpoint(arch, channels, widths, tmp_path):
+    spec = SegmenterSpec(arch=arch, encoder="tu-resnet10t", input_px=32, decoder_channels=list(channels))
+    assert spec.decoder_channels == channels  # lists from JSON become the hashable tuple
+    model = create_segmenter(spec)
+    convs = [m for m in model.net.decoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    if arch == "fpn":
+        assert {c.out_channels for c in convs} == {widths["pyramid"], widths["segmentation"]}
+    else:
+        assert model.net.segmentation_head[0].in_channels == widths["last"]
+    narrow = sum(p.numel() for p in model.parameters())
+    wide = sum(p.numel() for p in create_segmenter(SegmenterSpec(arch=arch, encoder="tu-resnet10t")).parameters())
+    assert narrow < wide
+    checkpoint = Checkpoint(task="segmenter", spec=model.spec.to_dict(), state_dict=model.state_dict())
+    save_checkpoint(tmp_path / "model.pt", checkpoint)
+    rebuilt = load_checkpoint(tmp_path / "model.pt").build()
+    assert rebuilt(torch.rand(2, 1, 32, 32)).shape == (2, 1, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("arch", "channels", "message"),
+    [
+        ("fpn", (32, 16, 8), "pyramid, segmentation"),
+        ("deeplabv3", (32,), "not 'deeplabv3'"),
+        ("unet", (0, 1), "positive"),
+    ],
+)
+def test_wrong_decoder_widths_name_the_problem(arch, channels, message):
+    with pytest.raises(ValueError, match=message):
+        create_segmenter(SegmenterSpec(arch=arch, encoder="tu-resnet10t", input_px=32, decoder_channels=channels))

@@ -18,7 +18,7 @@ from training.models.segmenter import SegmenterSpec
 from training.train.classifier import ClassifierData, few_positives_warning, train_classifier
 from training.train.runtime import predict, resolve_device
 from training.train.schedule import Schedule
-from training.train.segmenter import SegmenterData, train_segmenter
+from training.train.segmenter import THRESHOLD_GRID, SegmenterData, best_threshold, train_segmenter
 
 TINY = ClassifierSpec(width=0.125, internal_px=32, input_px=32)
 TINY_SCHEDULE = Schedule(iterations=6, val_every=3, batch_size=8, lr=1e-3)
@@ -285,3 +285,34 @@ def test_patch_input_norm_ignores_exposure():
     x = torch.rand(4, 1, 32, 32) * 0.5 + 0.2
     with torch.inference_mode():
         assert torch.allclose(model(x), model(x * 1.5 + 0.05), atol=1e-4)
+
+
+def test_best_threshold_picks_the_validation_best_grid_value():
+    masks = np.zeros((2, 4, 4), np.uint8)
+    masks[:, :2] = 255
+    probabilities = np.where(masks == 255, 0.35, 0.25).astype(np.float32)  # only 0.3 separates them
+    assert best_threshold(masks, probabilities, default=0.9) == 0.3
+    assert best_threshold(np.zeros((1, 4, 4), np.uint8), probabilities[:1], default=0.7) == 0.7  # nothing to score
+
+
+def test_segmenter_tunes_its_threshold_on_validation_and_reports_per_class(small_patchset, tmp_path):
+    split = split_records(small_patchset, None)
+    library = PatchLibrary(small_patchset)
+    defect = lambda rows: [r for r in rows if r.has_defect]  # noqa: E731
+    data = SegmenterData(
+        library.select(defect(split.train)), library.select(defect(split.val)), library.select(defect(split.test))
+    )
+    spec = SegmenterSpec(arch="unet", encoder="tu-resnet10t", input_px=32, decoder_channels=(16, 16, 8, 8, 8))
+    result = train_segmenter(
+        data,
+        spec,
+        Schedule(iterations=2, val_every=2, batch_size=4),
+        tmp_path / "seg",
+        threshold=0.9,
+        tune_threshold=True,
+        progress=False,
+    )
+    assert result["threshold_tuned"] and result["threshold"] in THRESHOLD_GRID
+    assert load_checkpoint(tmp_path / "seg").threshold == result["threshold"]
+    labels = {r.label for r in data.test.records}
+    assert set(result["per_class_iou"]) == labels == set(result["per_class_recall"])
