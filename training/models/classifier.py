@@ -19,9 +19,8 @@ from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from training.models.normalization import check_input_norm, normalize_input
 from training.models.specs import ClassifierSpec
-
-MIN_PATCH_STD = 0.02  # per-patch normalisation must not blow sensor noise on a flat patch up to full scale
 
 
 class _ScaledResNet18(ResNet):
@@ -67,11 +66,7 @@ class PatchClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.spec.internal_px != self.spec.input_px:
             x = F.interpolate(x, size=(self.spec.internal_px, self.spec.internal_px), mode="area")
-        if self.spec.input_norm == "patch":
-            mean = x.mean(dim=(2, 3), keepdim=True)
-            spread = ((x - mean) ** 2).mean(dim=(2, 3), keepdim=True).sqrt().clamp_min(MIN_PATCH_STD)
-            return self.backbone((x - mean) / spread)
-        return self.backbone((x - self.spec.mean) / self.spec.std)
+        return self.backbone(normalize_input(x, self.spec.input_norm, self.spec.mean, self.spec.std))
 
 
 CLASSIFIERS = {"resnet18": ClassifierSpec}
@@ -85,8 +80,7 @@ def create_classifier(spec: ClassifierSpec) -> PatchClassifier:
         raise ValueError(f"unknown classifier {spec.name!r}; choose one of {sorted(CLASSIFIERS)}")
     if spec.pooling not in ("avg", "max"):
         raise ValueError(f"unknown pooling {spec.pooling!r}; choose avg or max")
-    if spec.input_norm not in ("fixed", "patch"):
-        raise ValueError(f"unknown input_norm {spec.input_norm!r}; choose fixed or patch")
+    check_input_norm(spec.input_norm)
     if spec.width <= 0 or spec.internal_px <= 0:
         raise ValueError(f"width and internal_px must be positive, got {spec.width}, {spec.internal_px}")
     return PatchClassifier(spec)

@@ -11,6 +11,7 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
+from training.models.normalization import check_input_norm, normalize_input
 from training.models.specs import ENCODER_PRESETS, SegmenterSpec
 
 __all__ = ["ENCODER_PRESETS", "PatchSegmenter", "SegmenterSpec", "create_segmenter"]
@@ -32,7 +33,7 @@ class PatchSegmenter(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.spec.mean) / self.spec.std)
+        return self.net(normalize_input(x, self.spec.input_norm, self.spec.mean, self.spec.std))
 
 
 def decoder_kwargs(arch: str, channels: tuple[int, ...]) -> dict:
@@ -53,6 +54,7 @@ def decoder_kwargs(arch: str, channels: tuple[int, ...]) -> dict:
 
 def create_segmenter(spec: SegmenterSpec) -> PatchSegmenter:
     """Build a segmenter; an unknown encoder or architecture names the problem."""
+    check_input_norm(spec.input_norm)
     encoder = ENCODER_PRESETS.get(spec.encoder, spec.encoder)
     spec = SegmenterSpec(**{**spec.to_dict(), "encoder": encoder})
     try:

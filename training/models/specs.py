@@ -40,6 +40,7 @@ class SegmenterSpec:
     input_px: int = 128
     mean: float = 0.5
     std: float = 0.25
+    input_norm: str = "fixed"  # "fixed" (mean/std above) or "patch" (each patch's own mean/std)
     # decoder widths; () = smp's defaults. fpn: (pyramid, segmentation) channels; unet/unetplusplus:
     # one width per decoder stage, deepest first (5 for the usual depth-5 encoders).
     decoder_channels: tuple[int, ...] = ()

@@ -119,6 +119,9 @@ class SegmenterModel(BaseModel):
         max_length=8,
         description="Decoder widths ([] = smp default): fpn [pyramid, segmentation]; unet one per stage.",
     )
+    input_norm: Literal["fixed", "patch"] = Field(
+        _SEGMENTER.input_norm, description="Input normalisation: fixed (mean/std below) or patch (each patch's own)."
+    )
     mean: float = Field(_SEGMENTER.mean, ge=-1.0, le=2.0, description="Mean subtracted from [0, 1] pixels.")
     std: float = Field(_SEGMENTER.std, gt=0, le=10.0, description="Divisor after the mean.")
 
