@@ -42,7 +42,9 @@ PosWeightOpt = typer.Option(None, "--pos-weight", help="BCE weight of defect pat
 PoolOpt = typer.Option([], "--pool", help="Synthetic pool ORIGIN=DIR (repeatable), e.g. pasted=data/pasted.")
 EncoderOpt = typer.Option(None, "--encoder", help="smp encoder or preset name (cpu, thesis).")
 HealthyShareOpt = typer.Option(None, "--healthy-share", help="Share of healthy patches (0.5 = §4.3.4; default 0).")
-ThresholdOpt = typer.Option(None, "--threshold", help="Pixel probability threshold (default 0.9).")
+ThresholdOpt = typer.Option(
+    None, "--threshold", help="Pixel probability threshold (cpu preset: 0.5, then tuned on validation; thesis: 0.9)."
+)
 
 
 def classifier_overrides(*, preset: str | None, model: dict[str, Any], schedule: dict[str, Any]) -> dict:

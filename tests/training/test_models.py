@@ -31,7 +31,9 @@ class TestSegmenterContract(ModelContract):
 
     @pytest.fixture(scope="class", params=sorted(SEGMENTER_PRESETS))
     def spec(self, request):
-        return SegmenterSettings(preset=request.param).model.spec(TINY_PX)
+        # 64 px, not TINY_PX: at 32 px the stride-32 features are 1x1, where the narrow FPN decoder's
+        # GroupNorm (one channel per group) has zero variance and amplifies float round-off
+        return SegmenterSettings(preset=request.param).model.spec(2 * TINY_PX)
 
     def build(self, spec):
         return create_segmenter(spec)
