@@ -106,7 +106,7 @@ def export_bundle(
     version: str = "0.1.0",
     opset: int = 17,
     overwrite: bool = False,
-    atol: float = 1e-4,
+    atol: float = 1e-3,
     int8: Int8Request | None = None,
 ) -> ExportReport:
     """Export a training run's checkpoint as a verified bundle folder.

@@ -50,4 +50,5 @@ class SegmenterSpec:
         object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain JSON values (the decoder widths as a list, as manifests and checkpoints read back)."""
+        return {**asdict(self), "decoder_channels": list(self.decoder_channels)}

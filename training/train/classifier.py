@@ -3,7 +3,8 @@
 Each iteration draws one random batch (uniformly, or with per-patch weights for the
 "weighted sampling" baseline), augments it (flips, 90° turns, brightness/contrast) and
 takes an AdamW step on BCE with a one-cycle learning rate (optionally with a bfloat16
-forward pass, ``Schedule.precision``). Every ``val_every``
+forward pass, ``Schedule.precision``; with ``Schedule.mask_loss`` also on where the masks say
+the defect is, :class:`DefectCellLoss`). Every ``val_every``
 iterations the model is scored on validation; the weights with the best (F1 at 0.5,
 then AUROC) are kept. At the end the decision threshold is tuned on validation and the
 test split is scored at 0.5 and at that threshold.
@@ -20,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
-from training.data.arrays import PatchArrays
+from training.data.arrays import PatchArrays, defect_targets
 from training.metrics import classification_metrics, per_class_recall, roc_auc, tune_threshold
 from training.models.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from training.models.classifier import ClassifierSpec, create_classifier
@@ -82,6 +84,37 @@ def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> int
     return len(matched)
 
 
+class DefectCellLoss:
+    """Training-only deep supervision (``Schedule.mask_loss``): which cells of the last stage hold defect pixels.
+
+    A 1x1 convolution on the backbone's last stage (4x4 cells at 128 px) is trained, with BCE,
+    on the max of the defect mask over each cell. The patch label says only *that* a patch has
+    a defect; the cells say *where*, so the shared features learn the defect rather than its
+    surroundings. The head lives here, not in the exported module: the checkpoint and the
+    ONNX graph are the plain classifier.
+    """
+
+    def __init__(self, model: torch.nn.Module, runtime: Runtime) -> None:
+        stage = model.backbone.layer4
+        self._features: torch.Tensor | None = None
+        self._hook = stage.register_forward_hook(self._keep)
+        self.head = runtime.place(nn.Conv2d(model.backbone.fc.in_features, 1, kernel_size=1))
+        self.device = runtime.device
+
+    def _keep(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        self._features = output
+
+    def __call__(self, masks: np.ndarray) -> torch.Tensor:
+        """The loss for the batch of the last forward pass (call it inside the same autocast)."""
+        logits = self.head(self._features).float()
+        targets = torch.from_numpy(defect_targets(masks))[:, None].to(self.device)
+        return F.binary_cross_entropy_with_logits(logits, F.adaptive_max_pool2d(targets, logits.shape[-2:]))
+
+    def close(self) -> None:
+        self._hook.remove()
+        self._features = None
+
+
 def _scores(model: torch.nn.Module, arrays: PatchArrays, device: torch.device) -> np.ndarray:
     return predict(model, arrays.images, device)[:, 0]
 
@@ -112,7 +145,9 @@ def train_classifier(
     if init_state is not None:
         load_matching(model, init_state)
     model = runtime.place(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
+    cell_loss = DefectCellLoss(model, runtime) if schedule.mask_loss > 0 else None
+    parameters = [*model.parameters(), *(cell_loss.head.parameters() if cell_loss else ())]
+    optimizer = torch.optim.AdamW(parameters, lr=schedule.lr, weight_decay=schedule.weight_decay)
     lr_schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=schedule.lr, total_steps=schedule.iterations, pct_start=0.15
     )
@@ -134,18 +169,20 @@ def train_classifier(
     for iteration in bar:
         model.train()
         batch = rng.choice(len(labels), size=schedule.batch_size, replace=True, p=probabilities)
-        images, _ = augment_batch(
+        images, masks = augment_batch(
             data.train.images[batch],
-            None,
+            data.train.masks[batch] if cell_loss else None,
             rng,
             geometric=schedule.geometric_aug,
             photometric=schedule.photometric_aug,
         )
         with runtime.autocast():
             logits = model(runtime.tensor(images))[:, 0]
-        loss = F.binary_cross_entropy_with_logits(
-            logits.float(), torch.from_numpy(labels[batch]).to(device), pos_weight=pos_weight
-        )
+            loss = F.binary_cross_entropy_with_logits(
+                logits.float(), torch.from_numpy(labels[batch]).to(device), pos_weight=pos_weight
+            )
+            if cell_loss:
+                loss = loss + schedule.mask_loss * cell_loss(masks)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -165,6 +202,8 @@ def train_classifier(
                 loss=f"{np.mean(losses[-50:]):.3f}", val_f1=f"{metrics['f1']:.3f}", val_auroc=f"{metrics['auroc']:.3f}"
             )
     train_seconds = time.perf_counter() - started
+    if cell_loss:
+        cell_loss.close()
     model.load_state_dict(best_state)
     return _evaluate(
         model,

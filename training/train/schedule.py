@@ -51,6 +51,16 @@ class Schedule(BaseModel):
         le=1000.0,
         description="Classifier only: BCE weight of defect patches (1 = plain BCE; no repeated patches).",
     )
+    # Measured on the demo's synthetic pump patches (3200x2224 frames, width 0.25 at 128 px, 800
+    # iterations): test AUROC 0.75 without, 0.86 with mask_loss 10 (0.84 with 1): the patch label alone
+    # lets a small network key on bright, ringed surroundings; the mask says where the defect is.
+    mask_loss: float = Field(
+        0.0,
+        ge=0.0,
+        le=1000.0,
+        description="Classifier only: weight of a training-only loss that asks the last stage's feature map "
+        "which cells hold defect pixels (the masks; 0 = off). The exported model is unchanged.",
+    )
 
     def to_dict(self) -> dict:
         return self.model_dump()
