@@ -30,7 +30,7 @@ from edge.runtime.station import load_station_bundles
 from edge.sources.base import Frame, utc_now
 from edge.sources.decode import read_image_file
 from edge.tiling import FrameTiler
-from shared.messages import Verdict
+from shared.messages import ResultMessage, Verdict
 from shared.pixels import normalize_pixels
 from shared.tiling import Roi
 
@@ -173,25 +173,72 @@ def summarize(outcomes: list[FrameOutcome], segmented_patches: float = 0.0) -> D
     )
 
 
-def score_frame(frame: PlantedFrame, inspection, margin_px: int = DEFAULT_MARGIN_PX) -> FrameOutcome:  # noqa: ANN001
-    """Match one inspection's defect regions against the frame's planted defects."""
-    roi = inspection.layout.roi
+def _outcome(
+    frame: PlantedFrame,
+    roi: Roi,
+    verdict: str,
+    regions: Sequence[tuple[Box, int, float]],
+    margin_px: int,
+    segment_ms: float,
+    frame_ms: float,
+) -> FrameOutcome:
+    """Planted defects inside ``roi`` matched against found regions given as (box, area_px, max_score)."""
     counted = [(kind, box) for kind, box in frame.defects if inside(box, roi)]
-    regions = inspection.analysis.defects
-    found_boxes = [(r.x, r.y, r.w, r.h) for r in regions]
+    found_boxes = [box for box, _, _ in regions]
     planted_hit, found_hit = match_regions([box for _, box in counted], found_boxes, margin_px)
     return FrameOutcome(
         frame_id=frame.frame_id,
-        verdict=Verdict(inspection.analysis.verdict).value,
+        verdict=verdict,
         planted=[{"kind": k, "box": list(b), "found": hit} for (k, b), hit in zip(counted, planted_hit, strict=True)],
         found=[
-            {"box": list(box), "area_px": r.area_px, "max_score": round(r.max_score, 4), "matched": hit}
-            for box, r, hit in zip(found_boxes, regions, found_hit, strict=True)
+            {"box": list(box), "area_px": area_px, "max_score": round(max_score, 4), "matched": hit}
+            for (box, area_px, max_score), hit in zip(regions, found_hit, strict=True)
         ],
         outside_roi=len(frame.defects) - len(counted),
+        segment_ms=segment_ms,
+        frame_ms=frame_ms,
+    )
+
+
+def score_frame(frame: PlantedFrame, inspection, margin_px: int = DEFAULT_MARGIN_PX) -> FrameOutcome:  # noqa: ANN001
+    """Match one inspection's defect regions against the frame's planted defects."""
+    regions = [((r.x, r.y, r.w, r.h), r.area_px, r.max_score) for r in inspection.analysis.defects]
+    return _outcome(
+        frame,
+        inspection.layout.roi,
+        Verdict(inspection.analysis.verdict).value,
+        regions,
+        margin_px,
         segment_ms=round(1000 * inspection.seconds.get("segment", 0.0), 2),
         frame_ms=round(1000 * sum(inspection.seconds.values()), 2),
     )
+
+
+def score_result(
+    frame: PlantedFrame, result: ResultMessage, roi: Roi, margin_px: int = DEFAULT_MARGIN_PX
+) -> FrameOutcome:
+    """Match a station's published result (what an MES receives) against the frame's planted defects.
+
+    The same scoring as :func:`score_frame`, for a station that ran elsewhere: ``roi`` is the
+    station's inspected box (``shared.tiling.crop_roi`` of the frame size and ``geometry.crop_px``,
+    or its fixed ``roi``); ``frame_ms`` is the result's capture-to-verdict latency.
+
+    Example:
+        >>> from datetime import datetime, timezone
+        >>> now = datetime.now(timezone.utc)
+        >>> result = ResultMessage(
+        ...     result_id="r1", seq=1, session=1, line="l", station="s", frame_id="f-000001", source="folder",
+        ...     captured_at=now, processed_at=now, frame_width_px=100, frame_height_px=100, verdict="NG",
+        ...     defects=[{"box": {"x": 12, "y": 10, "w": 5, "h": 5}, "area_px": 20, "max_score": 0.9,
+        ...               "mean_score": 0.7}], patches={"count": 4, "max_score": 0.8, "flagged": 1}, latency_ms=5.0)
+        >>> planted = PlantedFrame("f", Path("f.png"), (("pit", (10, 10, 6, 6)), ("scratch", (60, 60, 20, 2))))
+        >>> outcome = score_result(planted, result, Roi(0, 0, 100, 100))
+        >>> [p["found"] for p in outcome.planted], outcome.verdict
+        ([True, False], 'NG')
+    """
+    regions = [((d.box.x, d.box.y, d.box.w, d.box.h), d.area_px, d.max_score) for d in result.defects]
+    verdict = Verdict(result.verdict).value
+    return _outcome(frame, roi, verdict, regions, margin_px, segment_ms=0.0, frame_ms=round(result.latency_ms, 2))
 
 
 def evaluate_detection(

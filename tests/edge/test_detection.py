@@ -10,9 +10,19 @@ import numpy as np
 import pytest
 
 from edge.config import EdgeSettings
-from edge.detection import evaluate_detection, inside, match_regions, read_planted_frames, report_table
+from edge.detection import (
+    PlantedFrame,
+    evaluate_detection,
+    inside,
+    match_regions,
+    read_planted_frames,
+    report_table,
+    score_result,
+    summarize,
+)
 from edge.tiling import make_layout
 from shared.config import GeometryConfig
+from shared.messages import ResultMessage
 from shared.tiling import Roi
 from tests.edge.fixtures import make_threshold_bundles
 
@@ -34,6 +44,35 @@ def test_a_planted_box_counts_only_when_its_centre_is_in_the_roi():
     assert inside((150, 150, 10, 10), roi)
     assert not inside((95, 150, 4, 4), roi)  # centre at x=97
     assert inside((95, 150, 12, 4), roi)  # centre at x=101
+
+
+def _result(verdict: str, boxes: list[tuple[int, int, int, int]]) -> ResultMessage:
+    now = "2026-01-01T00:00:00+00:00"
+    defects = [
+        {"box": dict(zip("xywh", box, strict=True)), "area_px": 9, "max_score": 0.8, "mean_score": 0.6} for box in boxes
+    ]
+    return ResultMessage.model_validate(
+        {
+            **{"result_id": "r", "seq": 1, "session": 1, "line": "l", "station": "s", "frame_id": "f-000001"},
+            **{"source": "folder", "captured_at": now, "processed_at": now, "frame_width_px": 400},
+            **{"frame_height_px": 300, "verdict": verdict, "defects": defects, "latency_ms": 12.5},
+            "patches": {"count": 12, "max_score": 0.9, "flagged": 1},
+        }
+    )
+
+
+def test_a_published_result_is_scored_against_the_planted_defects_like_an_inspection():
+    roi = Roi(50, 0, 300, 300)
+    planted = PlantedFrame(
+        "f", Path("f.png"), (("pit", (60, 60, 6, 6)), ("chip", (200, 100, 8, 8)), ("pit", (5, 5, 4, 4)))
+    )
+    outcome = score_result(planted, _result("NG", [(62, 58, 4, 4), (300, 250, 5, 5)]), roi)
+    assert [(p["kind"], p["found"]) for p in outcome.planted] == [("pit", True), ("chip", False)]
+    assert outcome.outside_roi == 1  # the pit at x=5 lies left of the ROI
+    assert [f["matched"] for f in outcome.found] == [True, False] and outcome.frame_ms == 12.5
+    clean = score_result(PlantedFrame("c", Path("c.png"), ()), _result("OK", []), roi)
+    report = summarize([outcome, clean])
+    assert (report.frame_recall, report.false_ng_rate, report.region_recall) == (1.0, 0.0, 0.5)
 
 
 def test_read_planted_frames_names_the_line_and_field(tmp_path: Path):
