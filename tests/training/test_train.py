@@ -157,6 +157,22 @@ def test_bf16_training_runs_and_keeps_an_fp32_checkpoint(small_patchset, tmp_pat
         Schedule(precision="fp16")
 
 
+def test_mask_loss_trains_a_cell_head_that_never_reaches_the_checkpoint(small_patchset, tmp_path):
+    data = _data(small_patchset)
+    plain = train_classifier(data, TINY, TINY_SCHEDULE, tmp_path / "plain", progress=False)
+    schedule = Schedule(**{**TINY_SCHEDULE.to_dict(), "mask_loss": 10.0})
+    guided = train_classifier(data, TINY, schedule, tmp_path / "guided", progress=False)
+    first, second = load_checkpoint(tmp_path / "plain"), load_checkpoint(tmp_path / "guided")
+    assert first.state_dict.keys() == second.state_dict.keys(), "the exported classifier is the plain one"
+
+    def losses(run: str) -> list[float]:
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(line)["train/loss"] for line in lines]
+
+    assert all(g > p for g, p in zip(losses("guided"), losses("plain"), strict=True)), "the cell loss is added"
+    assert 0 <= guided["test_auroc"] <= 1 or np.isnan(guided["test_auroc"])
+
+
 def _row(method, seed, f1, auroc, val_auroc=0.9):
     return {
         "method": method,
