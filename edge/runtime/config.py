@@ -43,7 +43,10 @@ class PipelineConfig(BaseModel):
         "block for sources whose inputs wait on disk (folders, watched or not; video files).",
     )
     cascade: ConfigBool = Field(
-        False, description="Run the segmenter only on patches the classifier flags (for slower devices)."
+        True,
+        description="Run the segmenter only on patches the classifier flags (postprocess.cascade_threshold). "
+        "Default since measured on planted line frames (README): 11x less time per frame on a CPU, and a "
+        "segmenter trained on defective patches judges every clean frame NG when it sees all 64 patches.",
     )
     log_uncertain: ConfigBool = Field(True, description="Save uncertain patches to the store (needs a classifier).")
     watchdog_timeout_s: float = Field(

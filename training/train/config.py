@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.bundle import MIN_OPSET
+from shared.config import ConfigBool
 from training.models.specs import ENCODER_PRESETS, ClassifierSpec, SegmenterSpec
 from training.train.schedule import Schedule
 
@@ -174,7 +175,7 @@ class SegmenterSettings(BaseModel):
         0.0, ge=0.0, lt=1.0, description="Share of healthy patches in every split (0 = defective only; 0.5 = §4.3.4)."
     )
     threshold: float = Field(0.9, gt=0.0, lt=1.0, description="Pixel probability above which a pixel is a defect.")
-    tune_threshold: bool = Field(
+    tune_threshold: ConfigBool = Field(
         False,
         description="Choose the pixel threshold on validation (best defect IoU on a 0.1..0.9 grid) after "
         "training; `threshold` is then only the starting point of model selection. Recorded in the run.",
