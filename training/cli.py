@@ -241,14 +241,14 @@ def ingest(
 def demo(
     *,
     out: Path = typer.Argument(Path("demo-out"), help="Folder for every stage's output."),
-    frames: int = typer.Option(24, "--frames", "-n", min=2, help="Synthetic frames to render."),
-    width: int | None = typer.Option(None, "--width", help="Frame width (default 3200)."),
-    height: int | None = typer.Option(None, "--height", help="Frame height (default 2224)."),
+    frames: int | None = typer.Option(None, "--frames", "-n", min=2, help="Synthetic frames to render (default 96)."),
+    width: int | None = typer.Option(None, "--width", help="Frame width (demo default 1100; thesis camera 3200)."),
+    height: int | None = typer.Option(None, "--height", help="Frame height (demo default 800; thesis camera 2224)."),
     seed: int | None = SeedOpt,
     config: Path | None = ConfigOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """The main job on the embedded default: synth, import, patches, paste, grids, tiny models, bundles."""
+    """The main job on the embedded default: synthetic frames to bundles, then the station on planted line frames."""
     from training.pipeline import run_demo
 
     settings = _settings(config, {"seed": seed, "synth": {"width_px": width, "height_px": height}})

@@ -159,7 +159,7 @@ def test_bf16_training_runs_and_keeps_an_fp32_checkpoint(small_patchset, tmp_pat
 
 def test_mask_loss_trains_a_cell_head_that_never_reaches_the_checkpoint(small_patchset, tmp_path):
     data = _data(small_patchset)
-    plain = train_classifier(data, TINY, TINY_SCHEDULE, tmp_path / "plain", progress=False)
+    train_classifier(data, TINY, TINY_SCHEDULE, tmp_path / "plain", progress=False)
     schedule = Schedule(**{**TINY_SCHEDULE.to_dict(), "mask_loss": 10.0})
     guided = train_classifier(data, TINY, schedule, tmp_path / "guided", progress=False)
     first, second = load_checkpoint(tmp_path / "plain"), load_checkpoint(tmp_path / "guided")
