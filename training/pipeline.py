@@ -174,7 +174,7 @@ def run_demo(
     clock.lap(lines, "show")
     lines["gan"] = _train_gan(out, settings, seed=seed, kimg=gan_kimg, progress=progress)
     clock.lap(lines, "gan")
-    figures = _train_and_export(out, settings, lines, clock, progress)
+    figures = _train_and_export(out, settings, lines=lines, clock=clock, progress=progress)
     lines["edge"], edge_figures = _run_edge(out, settings, seed, progress)
     figures.update(edge_figures)
     clock.lap(lines, "edge")
@@ -213,7 +213,7 @@ def _train_gan(out: Path, settings: TrainSettings, *, seed: int, kimg: float, pr
 
 
 def _train_and_export(
-    out: Path, settings: TrainSettings, lines: dict[str, str], clock: _Clock, progress: bool
+    out: Path, settings: TrainSettings, *, lines: dict[str, str], clock: _Clock, progress: bool
 ) -> dict[str, float]:
     """The demo's classifier and segmenter on its patches (pasted patches added), exported as bundles.
 
