@@ -442,7 +442,8 @@ def test_a_watched_folder_reports_a_bad_entry_once_not_every_poll(tmp_path: Path
     try:
         (tmp_path / "dangling.png").symlink_to("nowhere.png")
         (tmp_path / "frames.png").mkdir()
-        (tmp_path / "bad.png").write_bytes(png_header_only())
+        (tmp_path / "bad.part").write_bytes(png_header_only())
+        (tmp_path / "bad.part").rename(tmp_path / "bad.png")  # whole at once: a half-written file is another file
         time.sleep(1.0)  # ~50 polls
         cv2.imwrite(str(tmp_path / "good.png"), gray())
         seen = []
