@@ -229,13 +229,18 @@ def test_gan_rows_are_judged_against_pasted_at_the_same_size_and_gan_plus_pasted
     assert pasted_line.rstrip().endswith("|  |")  # pasted is not judged against itself
 
 
-def test_segmenter_run_reports_the_thesis_metrics(small_patchset, tmp_path):
-    split = split_records(small_patchset, None)
-    library = PatchLibrary(small_patchset)
+def _defective_segmenter_data(patchset) -> SegmenterData:
+    """The defective patches of each split (the segmenter's default training data)."""
+    split = split_records(patchset, None)
+    library = PatchLibrary(patchset)
     defect = lambda rows: [r for r in rows if r.has_defect]  # noqa: E731
-    data = SegmenterData(
+    return SegmenterData(
         library.select(defect(split.train)), library.select(defect(split.val)), library.select(defect(split.test))
     )
+
+
+def test_segmenter_run_reports_the_thesis_metrics(small_patchset, tmp_path):
+    data = _defective_segmenter_data(small_patchset)
     spec = SegmenterSpec(encoder="resnet18", input_px=32)
     result = train_segmenter(
         data, spec, Schedule(iterations=2, val_every=2, batch_size=4), tmp_path / "seg", progress=False
@@ -312,12 +317,7 @@ def test_best_threshold_picks_the_validation_best_grid_value():
 
 
 def test_segmenter_tunes_its_threshold_on_validation_and_reports_per_class(small_patchset, tmp_path):
-    split = split_records(small_patchset, None)
-    library = PatchLibrary(small_patchset)
-    defect = lambda rows: [r for r in rows if r.has_defect]  # noqa: E731
-    data = SegmenterData(
-        library.select(defect(split.train)), library.select(defect(split.val)), library.select(defect(split.test))
-    )
+    data = _defective_segmenter_data(small_patchset)
     spec = SegmenterSpec(arch="unet", encoder="tu-resnet10t", input_px=32, decoder_channels=(16, 16, 8, 8, 8))
     result = train_segmenter(
         data,
