@@ -22,7 +22,7 @@ def gan_train(
     *,
     patches_dir: Path = typer.Argument(..., metavar="PATCHES", help="Real patch set (its train split's defects)."),
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run folder to create (or continue with --resume)."),
-    family: str | None = typer.Option(None, "--family", help="GAN family (default stylegan2)."),
+    family: str | None = typer.Option(None, "--family", help="stylegan2 (default) or semantic (image + mask)."),
     preset: str | None = typer.Option(None, "--preset", help="tiny (CPU, 64 px; default) or paper ('auto', 128 px)."),
     kimg: float | None = typer.Option(None, "--kimg", help="Train until this many thousand images (tiny: 40)."),
     snapshot_kimg: float | None = typer.Option(None, "--snapshot-kimg", help="Checkpoint + grid every N kimg."),
@@ -31,6 +31,28 @@ def gan_train(
         [], "--pasted", help="Pasted pool made from PATCHES; its train-group rows join (repeatable)."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in RUN_DIR from its latest checkpoint."),
+    sem_grad_to_image: str | None = typer.Option(
+        None,
+        "--sem-grad-to-image",
+        help="semantic: on (thesis, default) or off (original: D_sem sees a detached image).",
+    ),
+    ld_weight: float | None = typer.Option(
+        None, "--ld-weight", min=0.0, help="semantic: distribution-loss λ (0: off)."
+    ),
+    ld_inflation: float | None = typer.Option(
+        None, "--ld-inflation", min=0.0, help="semantic: target mean and variance × this (thesis pumps: 2)."
+    ),
+    labelled_fraction: float | None = typer.Option(
+        None,
+        "--labelled-fraction",
+        help="semantic: share of training groups whose masks are used (half-and-half: 0.5).",
+    ),
+    unlabelled_good: int | None = typer.Option(
+        None, "--unlabelled-good", min=0, help="semantic: add up to N good training patches as unlabelled images."
+    ),
+    unlabelled_line: bool | None = typer.Option(
+        None, "--unlabelled-line/--no-unlabelled-line", help="semantic: add ingested line patches as unlabelled images."
+    ),
     seed: int | None = SeedOpt,
     device: str | None = typer.Option(None, "--device", help="cpu (default), cuda, cuda:N or auto."),
     threads: int | None = typer.Option(None, "--threads", help="Torch threads per process (0 = every core)."),
@@ -39,6 +61,13 @@ def gan_train(
     quiet: bool = QuietOpt,
 ) -> None:
     """Train a GAN on the training split's defective patches (+ pasted copies); never on validation or test groups."""
+    if sem_grad_to_image not in (None, "on", "off"):
+        raise typer.BadParameter(f"--sem-grad-to-image must be on or off, got {sem_grad_to_image!r}")
+    semantic = {
+        "sem_grad_to_image": None if sem_grad_to_image is None else sem_grad_to_image == "on",
+        "ld_weight": ld_weight,
+        "ld_inflation": ld_inflation,
+    }
     settings = load_train_settings(
         config,
         {
@@ -51,6 +80,10 @@ def gan_train(
                 "tick_kimg": tick_kimg,
                 "device": device,
                 "threads": threads,
+                "labelled_fraction": labelled_fraction,
+                "unlabelled_good": unlabelled_good,
+                "unlabelled_line": unlabelled_line,
+                "semantic": {key: value for key, value in semantic.items() if value is not None} or None,
             },
         },
     )
@@ -80,6 +113,9 @@ def gan_sample(
     count: int = typer.Option(2000, "--n", min=1, max=10_000_000, help="Number of samples."),
     psi: float = typer.Option(1.0, "--truncation", help="Truncation ψ (1 = none; lower = closer to the mean)."),
     kimg: float | None = typer.Option(None, "--kimg", help="Snapshot to sample (default: the latest)."),
+    label_threshold: float = typer.Option(
+        0.5, "--label-threshold", help="semantic: P(defect) at or above which a mask pixel is a defect."
+    ),
     patch_px: int | None = typer.Option(None, "--patch-px", help="Pool patch side (default: the training patches')."),
     filter_classifier: Path | None = typer.Option(
         None, "--filter-classifier", help="Keep only samples this classifier run sees as defects (default: keep all)."
@@ -96,7 +132,7 @@ def gan_sample(
     dry_run: bool = DryRunOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """Sample a GAN run into a pool patch set that `--augment gan:N --pool gan=OUT` and experiments consume."""
+    """Sample a GAN run into a pool (gan: images; semantic: image + mask pairs) for `--augment` and experiments."""
     settings = load_train_settings(config, {"seed": seed})
     from training.gan.checkpoint import find_checkpoint, load_generator
     from training.gan.sample import SampleRequest, classifier_filter, write_gan_pool
@@ -113,12 +149,13 @@ def gan_sample(
             "patch_px": patch_px or _training_patch_px(run_dir),
             "filter_classifier": str(filter_classifier) if filter_classifier else None,
             "min_score": min_score,
+            "label_threshold": label_threshold,
         }
         out_console.print_json(json.dumps(resolved))
         return
     loaded = load_generator(run_dir, kimg=kimg, device=device)
     side = patch_px or _training_patch_px(run_dir) or loaded.config.resolution
-    request = SampleRequest(count=count, seed=settings.seed, psi=psi, patch_px=side)
+    request = SampleRequest(count=count, seed=settings.seed, psi=psi, patch_px=side, label_threshold=label_threshold)
     keep = classifier_filter(filter_classifier, min_score) if filter_classifier is not None else None
     summary = write_gan_pool(
         loaded=loaded, out_dir=out_dir, request=request, keep=keep, overwrite=overwrite, progress=not quiet

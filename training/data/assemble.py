@@ -81,7 +81,12 @@ def assemble_run(
     for origin, count in augment.items():
         if origin not in pools:
             raise missing_pool(origin)
-        records = draw_from_pool(pools[origin].patchset, count, split.train_groups, rng) if count > 0 else []
+        defective_only = healthy_share is not None and healthy_share <= 0
+        records = (
+            draw_from_pool(pools[origin].patchset, count, split.train_groups, rng, defective_only=defective_only)
+            if count > 0
+            else []
+        )
         drawn[origin] = len(records)
         if records:
             parts.append(pools[origin].select(records))

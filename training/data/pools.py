@@ -15,6 +15,15 @@ import numpy as np
 from training.data.library import PatchLibrary
 from training.data.patchset import PatchRecord, PatchSet, load_patchset
 
+# A pool is named by the method that draws it; most names are their rows' origin. SemanticGAN's three
+# variants (thesis Tables 3.2-4.4) are three pools of one origin: --pool semgan=A --pool ours=B --pool ours+ld=C.
+POOL_ORIGINS: dict[str, str] = {"ours": "semgan", "ours+ld": "semgan"}
+
+
+def pool_origin(name: str) -> str:
+    """The origin the rows of pool ``name`` must have."""
+    return POOL_ORIGINS.get(name, name)
+
 
 class MissingPoolError(ValueError):
     """A run needs a synthetic pool that was not given or does not exist."""
@@ -59,8 +68,8 @@ def open_pool(origin: str, pools: dict[str, Path]) -> PatchSet:
         raise MissingPoolError(f"pool {origin!r} at {path} does not exist or is not a patch set")
     pool = load_patchset(path)
     origins = {record.origin for record in pool.records}
-    if origins != {origin}:
-        raise MissingPoolError(f"pool {path} holds origins {sorted(origins)}, expected only {origin!r}")
+    if origins != {pool_origin(origin)}:
+        raise MissingPoolError(f"pool {path} holds origins {sorted(origins)}, expected only {pool_origin(origin)!r}")
     return pool
 
 
@@ -69,13 +78,20 @@ def open_pools(origins: Iterable[str], pools: dict[str, Path], progress: bool = 
     return {origin: PatchLibrary(open_pool(origin, pools), progress) for origin in sorted(set(origins))}
 
 
-def draw_from_pool(pool: PatchSet, count: int, train_groups: set[str], rng: np.random.Generator) -> list[PatchRecord]:
-    """Up to ``count`` pool rows whose groups (and source groups) are all training groups."""
+def draw_from_pool(
+    pool: PatchSet, count: int, train_groups: set[str], rng: np.random.Generator, *, defective_only: bool = False
+) -> list[PatchRecord]:
+    """Up to ``count`` pool rows whose groups (and source groups) are all training groups.
+
+    ``defective_only``: only rows with a defect (a segmentation run trained on defective patches
+    only takes no defect-free SemanticGAN sample either).
+    """
     usable = [
         record
         for record in pool.records
         if (not record.group or record.group in train_groups)
         and (not record.source_group or record.source_group in train_groups)
+        and (record.has_defect or not defective_only)
     ]
     if count >= len(usable):
         return usable

@@ -3,8 +3,9 @@
 A method names an augmentation *origin* (``pasted``, later ``gan``, ``semgan``) and/or
 weighted sampling; :meth:`Method.assembly` turns it and a size into the arguments of
 :func:`training.data.assemble.assemble_run`, the same call a single run makes. Pools are
-patch sets of that origin passed as ``--pool ORIGIN=DIR`` (:mod:`training.data.pools`); the
-GAN issue only registers new methods here.
+patch sets passed as ``--pool NAME=DIR`` (:mod:`training.data.pools`; a name is its rows' origin
+except SemanticGAN's variants ``ours`` and ``ours+ld``, pools of origin ``semgan``); the GAN
+issues only register new methods here.
 """
 
 from __future__ import annotations
@@ -47,7 +48,24 @@ METHODS: dict[str, Method] = {
             augment_origins=("gan", "pasted"),
             compare_with="pasted",
         ),
-        Method("semgan", "real + SemanticGAN image/mask pairs", augment_origins=("semgan",), compare_with="pasted"),
+        Method(
+            "semgan",
+            "real + SemanticGAN image/mask pairs (original: D_sem's gradient stops at the image, no L_d)",
+            augment_origins=("semgan",),
+            compare_with="pasted",
+        ),
+        Method(
+            "ours",
+            "real + SemanticGAN pairs, D_sem's gradient reaching the image branch (thesis)",
+            augment_origins=("ours",),
+            compare_with="pasted",
+        ),
+        Method(
+            "ours+ld",
+            "real + SemanticGAN pairs, gradient to the image + distribution loss (thesis eq. 5)",
+            augment_origins=("ours+ld",),
+            compare_with="pasted",
+        ),
     )
 }
 

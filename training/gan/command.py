@@ -84,7 +84,14 @@ def train_gan_command(
             _prepare_run_dir(run_dir, resume)
         if group.distributed:
             dist.barrier()
-        data = load_gan_data(patches_dir, resolution=cfg.resolution, pasted=tuple(pasted))
+        if family.load_data is None:
+            data = load_gan_data(patches_dir, resolution=cfg.resolution, pasted=tuple(pasted))
+        else:
+            data = family.load_data(
+                patches_dir, resolution=cfg.resolution, pasted=tuple(pasted), options=settings.data_options(), seed=seed
+            )
+        if family.fit_config is not None and not resume:
+            cfg = family.fit_config(cfg, data)
         if group.is_main:
             config = {
                 "gan": settings.model_dump(mode="json"),
@@ -111,7 +118,7 @@ def train_gan_command(
         trained = train_gan(
             family=family,
             config=cfg,
-            images=data.images,
+            images=data.loop_input(),
             run_dir=run_dir,
             options=options,
             device=device,

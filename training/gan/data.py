@@ -39,6 +39,15 @@ class GanData:
     pasted_pools: tuple[Path, ...]
     counts: dict[str, int] = field(default_factory=dict)
     fingerprint: str = ""
+    pair_images: np.ndarray | None = None  # SemanticGAN: labelled real images uint8 [M, res, res]
+    pair_masks: np.ndarray | None = None  # ... and their binary defect masks uint8 {0, 1} [M, res, res]
+    rules: dict = field(default_factory=dict)  # how the labelled/unlabelled pools were chosen
+
+    def loop_input(self) -> np.ndarray | dict[str, np.ndarray]:
+        """What ``train_gan`` samples from: the images, or (labelled pairs present) all three arrays."""
+        if self.pair_masks is None:
+            return self.images
+        return {"images": self.images, "pair_images": self.pair_images, "pair_masks": self.pair_masks}
 
     def describe(self) -> dict:
         """The run folder's record of the data (``data.json``)."""
@@ -50,6 +59,7 @@ class GanData:
             "counts": dict(self.counts),
             "resolution": int(self.images.shape[-1]),
             "fingerprint": self.fingerprint,
+            **({"labelled_pairs": int(len(self.pair_masks)), **self.rules} if self.pair_masks is not None else {}),
         }
 
 

@@ -4,7 +4,7 @@ A family is a frozen :class:`GanFamily`: its key, the ``origin`` its samples car
 set, the ``[gan]`` sub-table holding its config overrides, and factories (config, networks,
 augment pipe, loss, Adam settings, sampler, multi-GPU scaling). The loop only ever calls these
 factories and the loss's ``accumulate_gradients(phase, ...)``; it never names an architecture.
-``stylegan2`` is registered here; SemanticGAN registers itself the same way (``register``).
+``stylegan2`` and ``semantic`` (SemanticGAN, image + mask) are registered here the same way.
 
 Every family's config exposes the attributes listed in :class:`LoopConfig` (the loop reads
 them); anything else in it is the family's own business.
@@ -53,6 +53,10 @@ class GanFamily:
     optimizers: Callable[[Any], dict[str, dict]]  # cfg -> {"G": adam kwargs, "D": adam kwargs}
     sampler: Callable[..., nn.Module]  # sampler(G, psi=1.0, noise_mode="const") -> z -> image module
     for_gpus: Callable[[Any, int], Any]  # (cfg, gpus) -> per-GPU cfg under the 'auto' rules
+    # load_data(patches, resolution=, pasted=, options=dict, seed=) -> GanData (options: the [gan] data fields)
+    load_data: Callable[..., Any] | None = None  # None: training.gan.data.load_gan_data (defect images only)
+    fit_config: Callable[[Any, Any], Any] | None = None  # (cfg, GanData) -> cfg with data-derived values filled in
+    batches: Callable[..., Any] | None = None  # (loop input, device, rng) -> object with next(batch); None: images
 
 
 _REGISTRY: dict[str, GanFamily] = {}
@@ -128,3 +132,60 @@ def _stylegan2_family() -> GanFamily:
 
 
 register(_stylegan2_family())
+
+
+# --- semantic (SemanticGAN) -----------------------------------------------------------------
+
+
+def _semantic_family() -> GanFamily:
+    from training.gan.semantic.build import adam_settings, build_augment_pipe, build_loss, build_networks
+    from training.gan.semantic.config import PRESETS, SemanticGANConfig, preset
+    from training.gan.semantic.data import defect_fraction_statistics, load_semantic_data
+    from training.gan.semantic.networks import SemanticSampler
+    from training.gan.semantic.reals import PairedBatches
+
+    stylegan2 = get_family("stylegan2")
+
+    def config(name: str, overrides: Mapping[str, Any] | None = None) -> SemanticGANConfig:
+        return preset(name, **dict(overrides or {}))
+
+    def for_gpus(cfg: SemanticGANConfig, gpus: int) -> SemanticGANConfig:
+        """The image GAN's 'auto' rule for batch, γ (both discriminators) and EMA."""
+        scaled = stylegan2.for_gpus(cfg, gpus)
+        if gpus <= 1:
+            return scaled
+        scale = auto_batch_for_gpus(cfg.batch_size, gpus) / cfg.batch_size
+        return scaled.model_copy(update={"sem_r1_gamma": cfg.sem_r1_gamma / scale})
+
+    def load_data(patches, *, resolution: int, pasted=(), options: Mapping[str, Any] | None = None, seed: int = 0):
+        return load_semantic_data(
+            patches, resolution=resolution, pasted=tuple(pasted), seed=seed, **dict(options or {})
+        )
+
+    def fit_config(cfg: SemanticGANConfig, data: Any) -> SemanticGANConfig:
+        """Fill the distribution loss's real statistics from the labelled masks (unless the config pins them)."""
+        if cfg.ld_real_mean is not None and cfg.ld_real_std is not None:
+            return cfg
+        means, stds = defect_fraction_statistics(data.pair_masks)
+        return cfg.model_copy(update={"ld_real_mean": means, "ld_real_std": stds})
+
+    return GanFamily(
+        key="semantic",
+        origin="semgan",
+        config_section="semantic",
+        presets=tuple(PRESETS),
+        config=config,
+        parse_config=lambda data: SemanticGANConfig(**dict(data)),
+        build=build_networks,
+        augment=lambda cfg: build_augment_pipe(cfg),
+        loss=build_loss,
+        optimizers=adam_settings,
+        sampler=lambda G, psi=1.0, noise_mode="const": SemanticSampler(G, psi=psi, noise_mode=noise_mode),
+        for_gpus=for_gpus,
+        load_data=load_data,
+        fit_config=fit_config,
+        batches=PairedBatches,
+    )
+
+
+register(_semantic_family())

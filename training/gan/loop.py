@@ -172,10 +172,20 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def write_grid(sampler: nn.Module, z: torch.Tensor, path: Path) -> Path:
-    """Sample the fixed latents ``z`` and write them as one PNG grid."""
-    images = np.concatenate([to_uint8(sampler(chunk)) for chunk in z.split(64)])
+    """Sample the fixed latents ``z`` and write them as one PNG grid.
+
+    A sampler with a label channel (SemanticGAN: image, then label in [-1, 1]) gets each image
+    followed by its label (white = defect) in the next column.
+    """
+    outputs = torch.cat([sampler(chunk).float().cpu() for chunk in z.split(64)])
+    columns = int(math.ceil(math.sqrt(len(outputs))))
+    images = to_uint8(outputs)
+    if outputs.shape[1] > 1:
+        labels = to_uint8(outputs[:, -1:])
+        images = np.stack([images, labels], axis=1).reshape(-1, *images.shape[1:])
+        columns *= 2
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), tile_images(images, int(math.ceil(math.sqrt(len(images)))))):
+    if not cv2.imwrite(str(path), tile_images(images, columns)):
         raise OSError(f"could not write {path}")
     return path
 
@@ -191,6 +201,11 @@ class _Batches:
     def next(self, batch: int) -> torch.Tensor:
         index = torch.from_numpy(self.rng.integers(0, len(self.images), size=batch))
         return self.images[index.to(self.images.device)]
+
+    def preview(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """uint8 [count, H, W] real images for the run's reals.png."""
+        index = rng.integers(0, len(self.images), count)
+        return ((self.images[index, 0].cpu() + 1) * 127.5).round().to(torch.uint8).numpy()
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -226,7 +241,7 @@ def train_gan(
     *,
     family: GanFamily,
     config: Any,
-    images: np.ndarray,
+    images: np.ndarray | dict[str, np.ndarray],
     run_dir: Path,
     options: LoopOptions,
     device: str = "cpu",
@@ -234,6 +249,9 @@ def train_gan(
     resume: bool = False,
 ) -> TrainedGan:
     """Train ``family`` with one-GPU ``config`` on uint8 ``images`` [N, res, res].
+
+    ``images`` is whatever the family's ``batches`` draws from (``GanData.loop_input()``): the
+    image GAN's array, or SemanticGAN's {"images", "pair_images", "pair_masks"}.
 
     ``config`` is scaled for the process count by ``family.for_gpus``; the run folder must
     exist (the command writes config.json/data.json there first).
@@ -285,13 +303,13 @@ def train_gan(
             torch.manual_seed(options.seed * 1000 + group.rank + 1 + state.images)
     if pipe is not None and ada is not None:
         pipe.p = ada.p
-    batches = _Batches(images, dev, rng)
+    batches = (family.batches or _Batches)(images, dev, rng)
 
     log = RunLog(run_dir / STATS_NAME if group.is_main else None)
     sampler = family.sampler(G_ema)
     if group.is_main and not resume:
         write_grid(sampler, grid_z, run_dir / GRID_DIR / "fakes-init.png")
-        reals = images[np.random.default_rng(options.seed).integers(0, len(images), options.grid_size**2)]
+        reals = batches.preview(options.grid_size**2, np.random.default_rng(options.seed))
         cv2.imwrite(str(run_dir / GRID_DIR / "reals.png"), tile_images(reals, options.grid_size))
 
     def snapshot() -> None:
@@ -327,7 +345,10 @@ def train_gan(
         bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]",
     )
     last: dict[str, float] = {}
+    set_progress = getattr(loss, "set_progress", None)  # a loss with a schedule (SemanticGAN's λ) reads the clock
     while state.images < target:
+        if set_progress is not None:
+            set_progress(state.images)
         real = batches.next(cfg.batch_size)
         for phase in PHASES:
             interval = intervals[phase]

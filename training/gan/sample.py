@@ -1,4 +1,10 @@
-"""GAN samples as a synthetic pool: a patch set of ``origin = gan`` that experiments draw from.
+"""GAN samples as a synthetic pool: a patch set of the family's origin (``gan``, ``semgan``) that experiments draw from.
+
+A SemanticGAN (family ``semantic``, origin ``semgan``) draws a label with every image: its pool
+rows carry real masks — P(defect) up-sampled (bilinear) to the patch size and thresholded at
+``--label-threshold`` (default 0.5, recorded) -> 255 defect / 0 good — so a segmenter trains on
+them (``--augment semgan:N``). A sample whose mask has no defect pixel is written as ``good``.
+Everything below about image-GAN samples holds for ``gan`` pools.
 
 An image GAN draws no mask. Its samples are trained as *defect* patches, as in the thesis
 (the GAN only ever saw defective patches), and their masks are all ``MASK_IGNORE``: nothing in
@@ -31,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from shared.masks import MASK_IGNORE
+from shared.masks import MASK_DEFECT, MASK_GOOD, MASK_IGNORE, defect_fraction
 from shared.pixels import to_model_input
 from training.data.patchset import (
     PATCHES_NAME,
@@ -96,12 +102,15 @@ class SampleRequest:
     psi: float = 1.0
     patch_px: int = 128
     batch: int = 64
+    label_threshold: float = 0.5  # semantic: P(defect) at or above which a pixel is a defect
 
     def __post_init__(self) -> None:
         if self.count < 1:
             raise ValueError(f"--n must be >= 1, got {self.count}")
         if not 0.0 <= self.psi <= 2.0:
             raise ValueError(f"--truncation must be in [0, 2], got {self.psi}")
+        if not 0.0 < self.label_threshold < 1.0:
+            raise ValueError(f"--label-threshold must be in (0, 1), got {self.label_threshold}")
 
 
 def resize_patch(image: np.ndarray, patch_px: int) -> np.ndarray:
@@ -117,16 +126,33 @@ def generate(loaded: LoadedGenerator, request: SampleRequest) -> Iterator[np.nda
 
     The latents of sample i do not depend on the batch size: they are drawn in one stream.
     """
+    for images, _ in generate_pairs(loaded, request):
+        yield images
+
+
+def generate_pairs(loaded: LoadedGenerator, request: SampleRequest) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Like :func:`generate`, with each batch's P(defect) maps float32 [B, H, W] (None for an image GAN)."""
     family = get_family(loaded.family)
     sampler = family.sampler(loaded.generator, psi=request.psi, noise_mode="const")
     device = next(loaded.generator.parameters()).device
     latents = torch.Generator().manual_seed(request.seed)
     z_dim = loaded.config.z_dim
+    img_channels = loaded.config.img_channels
     with torch.no_grad():
         for start in range(0, request.count, request.batch):
             n = min(request.batch, request.count - start)
             z = torch.randn(n, z_dim, generator=latents).to(device)
-            yield to_uint8(sampler(z))
+            out = sampler(z).float()
+            labels = out[:, img_channels:]
+            probs = None if labels.shape[1] == 0 else ((labels[:, 0] + 1) / 2).clamp(0, 1).cpu().numpy()
+            yield to_uint8(out[:, :img_channels]), probs
+
+
+def label_mask(probability: np.ndarray, patch_px: int, threshold: float) -> np.ndarray:
+    """P(defect) [h, w] -> a product mask at ``patch_px`` (bilinear, then >= threshold: 255, else 0)."""
+    if probability.shape[0] != patch_px:
+        probability = cv2.resize(probability, (patch_px, patch_px), interpolation=cv2.INTER_LINEAR)
+    return np.where(probability >= threshold, MASK_DEFECT, MASK_GOOD).astype(np.uint8)
 
 
 def write_gan_pool(
@@ -147,7 +173,8 @@ def write_gan_pool(
     data = read_run_data(loaded.run_dir)
     parent = load_patchset(Path(data["patches"])) if data.get("patches") else None
     geometry = parent.meta.get("geometry") if parent else None
-    mask = np.full((request.patch_px, request.patch_px), MASK_IGNORE, np.uint8)
+    ignore = np.full((request.patch_px, request.patch_px), MASK_IGNORE, np.uint8)
+    origin = get_family(loaded.family).origin
     records: list[PatchRecord] = []
     scores: list[float] = []
     drawn = 0
@@ -156,16 +183,21 @@ def write_gan_pool(
         (tmp / "images").mkdir()
         (tmp / "masks").mkdir()
         bar = tqdm(total=request.count, unit="patch", desc="gan sample", disable=not progress)
-        for batch in generate(loaded, stream):
+        for batch, probs in generate_pairs(loaded, stream):
             patches = np.stack([resize_patch(image, request.patch_px) for image in batch])
+            masks = (
+                [label_mask(p, request.patch_px, request.label_threshold) for p in probs]
+                if probs is not None
+                else [ignore] * len(patches)
+            )
             batch_scores = keep.score(patches) if keep is not None else np.full(len(patches), np.nan)
-            for patch, score in zip(patches, batch_scores, strict=True):
+            for patch, mask, score in zip(patches, masks, batch_scores, strict=True):
                 drawn += 1
                 if keep is not None and score < keep.min_score:
                     continue
-                patch_id = f"gan-s{request.seed}-{drawn - 1:06d}"  # the latent's index in the stream
+                patch_id = f"{origin}-s{request.seed}-{drawn - 1:06d}"  # the latent's index in the stream
                 image_rel, mask_rel = write_patch_pixels(tmp, patch_id, patch, mask)
-                records.append(_record(patch_id, image_rel, mask_rel, patch))
+                records.append(_record(patch_id, image_rel, mask_rel, patch, mask=mask, origin=origin))
                 scores.append(float(score))
                 if len(records) == request.count:
                     break
@@ -188,17 +220,23 @@ def write_gan_pool(
             "resize": "cubic" if request.patch_px > loaded.config.resolution else "area/none",
             "filter_classifier": keep.name if keep else None,
             "min_score": keep.min_score if keep else None,
+            "label_threshold": request.label_threshold if origin != PatchOrigin.GAN.value else None,
         }
         summary = {
             "samples": len(records),
             "mean_intensity": round(float(np.mean([r.mean_intensity for r in records])), 3),
-            "label": SAMPLE_LABEL,
-            "mask": "all ignore (an image GAN draws no mask)",
+            "label": SAMPLE_LABEL if origin == PatchOrigin.GAN.value else "defect if its mask has a defect pixel",
+            "mask": (
+                "all ignore (an image GAN draws no mask)"
+                if origin == PatchOrigin.GAN.value
+                else f"generated label: P(defect) >= {request.label_threshold} -> 255"
+            ),
+            "with_defect": sum(r.has_defect for r in records),
             "filter": _filter_summary(keep, drawn=drawn, scores=scores),
         }
         meta = {
             "schema_version": PATCHSET_SCHEMA_VERSION,
-            "origin": PatchOrigin.GAN.value,
+            "origin": origin,
             "parent": {"path": data.get("patches"), "fingerprint": data.get("fingerprint")},
             "dataset": parent.meta.get("dataset") if parent else None,
             "geometry": geometry,
@@ -219,26 +257,34 @@ def write_gan_pool(
     return {"out": str(out_dir), **summary, "kimg": loaded.kimg, "checkpoint": str(loaded.checkpoint)}
 
 
-def _record(patch_id: str, image_rel: str, mask_rel: str, patch: np.ndarray) -> PatchRecord:
-    """A pool row: trained as a defect patch, no group (see the module docstring), training split only."""
+def _record(
+    patch_id: str, image_rel: str, mask_rel: str, patch: np.ndarray, *, mask: np.ndarray, origin: str
+) -> PatchRecord:
+    """A pool row, no group (see the module docstring), training split only.
+
+    Image GAN: trained as a defect patch, defect fraction unknown (all-ignore mask). SemanticGAN:
+    defect or good as its generated mask says, with that mask's defect fraction.
+    """
     side = patch.shape[0]
+    labelled = origin != PatchOrigin.GAN.value
+    has_defect = bool((mask == MASK_DEFECT).any()) if labelled else True
     return PatchRecord(
         id=patch_id,
         image=image_rel,
         mask=mask_rel,
         source_image="",
         group="",
-        label=SAMPLE_LABEL,
+        label=SAMPLE_LABEL if has_defect else "good",
         x=0,
         y=0,
         crop_px=side,
         patch_px=side,
-        has_defect=True,
-        defect_fraction=0.0,  # unknown: the image GAN draws no mask (all-ignore mask)
+        has_defect=has_defect,
+        defect_fraction=round(defect_fraction(mask), 6) if labelled else 0.0,  # image GAN: unknown (all ignore)
         valid_fraction=1.0,
         mean_intensity=round(float(patch.mean()), 3),
         split="train",
-        origin=PatchOrigin.GAN.value,
+        origin=origin,
     )
 
 

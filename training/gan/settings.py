@@ -11,6 +11,9 @@ and are overridden through the family's sub-table, checked by that config when t
     [gan.stylegan2]          # any StyleGAN2Config field
     r1_gamma = 0.05
     augment = "blit"
+    [gan.semantic]           # any SemanticGANConfig field (family = "semantic")
+    sem_grad_to_image = true
+    ld_weight = 1.0
 
 Presets are data (``GAN_PRESETS``), applied beneath file, environment and flags like the
 classifier's; the same preset name also picks the family's preset.
@@ -29,8 +32,15 @@ GAN_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"kimg": 40.0, "snapshot_kimg": 2.0, "tick_kimg": 0.5},
     "paper": {"kimg": 25_000.0, "snapshot_kimg": 200.0, "tick_kimg": 4.0},
 }
+# A family whose runs are another length: SemanticGAN's paper run is the thesis's 140K iterations of batch 8.
+FAMILY_GAN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "semantic": {
+        "tiny": {"kimg": 30.0, "snapshot_kimg": 2.0, "tick_kimg": 0.5},
+        "paper": {"kimg": 1_120.0, "snapshot_kimg": 16.0, "tick_kimg": 0.8},
+    },
+}
 DEFAULT_GAN_PRESET = "tiny"
-Override = int | float | str | None
+Override = bool | int | float | str | list[int] | list[float] | None
 
 
 class GanSettings(BaseModel):
@@ -38,7 +48,7 @@ class GanSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    family: Literal["stylegan2"] = Field("stylegan2", description="Registered GAN family to train.")
+    family: Literal["stylegan2", "semantic"] = Field("stylegan2", description="Registered GAN family to train.")
     preset: Literal["tiny", "paper"] = Field(
         DEFAULT_GAN_PRESET, description="tiny (CPU, 64 px) or paper ('auto' at 128 px): loop and family values."
     )
@@ -55,6 +65,19 @@ class GanSettings(BaseModel):
     stylegan2: dict[str, Override] = Field(
         default_factory=dict, description="Overrides of StyleGAN2Config fields, checked when the run starts."
     )
+    semantic: dict[str, Override] = Field(
+        default_factory=dict, description="Overrides of SemanticGANConfig fields, checked when the run starts."
+    )
+    # --- SemanticGAN data (training/gan/semantic/data.py) ---
+    labelled_fraction: float = Field(
+        1.0, gt=0, le=1, description="semantic: share of training groups whose masks are used (half-and-half: 0.5)."
+    )
+    unlabelled_good: int = Field(
+        0, ge=0, description="semantic: add up to N good training patches as unlabelled images."
+    )
+    unlabelled_line: bool = Field(
+        False, description="semantic: add the ingested origin=line patches as unlabelled images."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -62,8 +85,22 @@ class GanSettings(BaseModel):
         if not isinstance(data, Mapping):
             return data
         name = data.get("preset", DEFAULT_GAN_PRESET)
-        return {**GAN_PRESETS.get(name, {}), **data}
+        family = FAMILY_GAN_PRESETS.get(str(data.get("family", "stylegan2")), {})
+        return {**GAN_PRESETS.get(name, {}), **family.get(name, {}), **data}
+
+    @model_validator(mode="after")
+    def _data_options_need_labels(self) -> GanSettings:
+        if self.family != "semantic" and self.data_options() != {}:
+            raise ValueError(
+                "labelled_fraction / unlabelled_good / unlabelled_line are SemanticGAN data options (family semantic)"
+            )
+        return self
 
     def family_overrides(self) -> dict[str, Override]:
         """The overrides of the selected family's config (its ``[gan.<family>]`` table)."""
         return dict(getattr(self, self.family))
+
+    def data_options(self) -> dict[str, Any]:
+        """The data options that differ from their defaults (what ``load_data`` of a labelled family takes)."""
+        options = {"labelled_fraction": 1.0, "unlabelled_good": 0, "unlabelled_line": False}
+        return {name: getattr(self, name) for name, default in options.items() if getattr(self, name) != default}
