@@ -1,4 +1,4 @@
-"""StyleGAN2-ADA training throughput on this CPU: the `paper` preset vs tiny candidates, fp32 vs bf16.
+"""GAN training throughput on this CPU: StyleGAN2-ADA and SemanticGAN, `paper` vs tiny presets, fp32 vs bf16.
 
 Why: the `tiny` preset must "train visibly within minutes" on a 2-core CPU, so its widths and
 resolution are chosen by images/s of one *full* training step — G_main + D_main every minibatch,
@@ -12,6 +12,7 @@ process's peak RSS.
     python benchmarks/gan_throughput.py --steps 3 --json-out gan_throughput.json
     python benchmarks/gan_throughput.py --rows tiny64,tiny64-bf16 --steps 5
     python benchmarks/gan_throughput.py --modconv   # grouped vs scaled modulated conv, per layer
+    python benchmarks/gan_throughput.py --rows semantic-tiny64,semantic-tiny64-dsem64,semantic-tiny64-b32 --steps 3
 
 Reference (gan-reference.md §1, the official StyleGAN2-ADA code on this CPU type, idle, 'auto'
 at 128 px, grayscale, batch 32, no augment pipe, fp32, 2 threads): 0.23 images/s; narrowed to
@@ -42,6 +43,14 @@ ROWS: dict[str, tuple[dict, int]] = {
     "tiny64": ({"preset": "tiny"}, 0),
     "tiny64-bf16": ({"preset": "tiny", "precision": "bf16"}, 0),
     "tiny64-nchw": ({"preset": "tiny", "channels_last": False}, 0),
+    # SemanticGAN (family semantic): image + label, D_img + 3-scale D_sem; same step structure.
+    "semantic-paper128": ({"family": "semantic"}, 4),
+    "semantic-tiny64": ({"family": "semantic", "preset": "tiny"}, 0),
+    "semantic-tiny64-dsem64": (
+        {"family": "semantic", "preset": "tiny", "sem_channels": 64, "sem_channels_max": 512},
+        0,
+    ),
+    "semantic-tiny64-b32": ({"family": "semantic", "preset": "tiny"}, 32),
 }
 DEFAULT_ROWS = "paper128,w2048-128px,tiny128,w2048-64px,tiny64,tiny64-nchw,tiny64-bf16"
 # (batch, in, out, resolution, up) of single synthesis layers at the tiny and paper widths.
@@ -76,41 +85,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _config(name: str):  # noqa: ANN202
-    from training.gan.stylegan2.config import preset
+    """(family, config, channels_last) of a row; the semantic family's distribution loss is on (λ 1)."""
+    from training.gan.families import get_family
 
     overrides, batch = ROWS[name]
     overrides = dict(overrides)
+    family = get_family(overrides.pop("family", "stylegan2"))
     base = overrides.pop("preset", "paper")
     channels_last = overrides.pop("channels_last", True)
-    cfg = preset(base, **overrides)
+    if family.key == "semantic":
+        overrides.update(ld_weight=1.0, ld_real_mean=(0.03,), ld_real_std=(0.05,))
+    cfg = family.config(base, overrides)
     if batch:
         cfg = cfg.model_copy(update={"batch_size": batch})
-    return cfg, channels_last
+    return family, cfg, channels_last
 
 
 def _worker(name: str, threads: int, steps: int, seed: int, queue) -> None:  # noqa: ANN001
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import resource
 
+    import numpy as np
     import torch
-
-    from training.gan.stylegan2.build import adam_settings, build_augment_pipe, build_loss, build_networks
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    cfg, channels_last = _config(name)
-    G, D = build_networks(cfg)
-    G.synthesis.channels_last = D.channels_last = channels_last
-    pipe = build_augment_pipe(cfg)
-    pipe.p = AUGMENT_P
-    loss = build_loss(cfg, G, D, pipe)
-    settings = adam_settings(cfg)
+    family, cfg, channels_last = _config(name)
+    G, D = family.build(cfg)
+    G.synthesis.channels_last = channels_last
+    getattr(D, "img", D).channels_last = channels_last
+    pipe = family.augment(cfg)
+    if pipe is not None:
+        pipe.p = AUGMENT_P
+    loss = family.loss(cfg, G, D, pipe)
+    settings = family.optimizers(cfg)
     optimizers = {
         "G": torch.optim.Adam(G.parameters(), **settings["G"]),
         "D": torch.optim.Adam(D.parameters(), **settings["D"]),
     }
     batch = cfg.batch_size
-    real = torch.randn(batch, cfg.img_channels, cfg.resolution, cfg.resolution)
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (64, cfg.resolution, cfg.resolution), dtype=np.uint8)
+    if family.batches is None:
+        real = torch.randn(batch, cfg.img_channels, cfg.resolution, cfg.resolution)
+    else:  # SemanticGAN: an unlabelled batch + labelled pairs with ~3 % defect pixels
+        masks = (rng.random(images.shape) < 0.03).astype(np.uint8)
+        data = {"images": images, "pair_images": images, "pair_masks": masks}
+        real = family.batches(data, torch.device("cpu"), rng).next(batch)
     gains = {"G_main": 1, "D_main": 1, "G_reg": cfg.g_reg_interval, "D_reg": cfg.d_reg_interval}
 
     def run_phase(phase: str) -> float:
@@ -136,6 +157,7 @@ def _worker(name: str, threads: int, steps: int, seed: int, queue) -> None:  # n
         sample_s = time.perf_counter() - started
     queue.put(
         {
+            "family": family.key,
             "config": cfg.model_dump(mode="json"),
             "channels_last": channels_last,
             "ms_min": {p: 1000 * min(s) for p, s in seconds.items()},
@@ -156,7 +178,8 @@ def measure(name: str, threads: int, steps: int, seed: int) -> dict:
     result = queue.get()
     worker.join()
     cfg = result["config"]
-    row = {"row": name, "resolution": cfg["resolution"], "batch": cfg["batch_size"], "precision": cfg["precision"]}
+    row = {"row": name, "family": result["family"], "resolution": cfg["resolution"], "batch": cfg["batch_size"]}
+    row["precision"] = cfg["precision"]
     row["channels"] = {
         str(r): min(cfg["channel_base"] // r, cfg["channel_max"])
         for r in (4, 8, 16, 32, 64, 128)
@@ -180,7 +203,7 @@ def measure(name: str, threads: int, steps: int, seed: int) -> dict:
 def run(rows: list[str], threads: int, steps: int, slow_steps: int, seed: int) -> dict:
     measured = []
     for name in rows:
-        slow = name.startswith("paper") or "bf16" in name
+        slow = "paper" in name or "bf16" in name
         measured.append(measure(name, threads, slow_steps if slow else steps, seed))
         print(table({"rows": measured[-1:]}).splitlines()[-1], file=sys.stderr, flush=True)
     return {
@@ -196,13 +219,13 @@ def run(rows: list[str], threads: int, steps: int, slow_steps: int, seed: int) -
 
 
 def table(result: dict) -> str:
-    head = f"{'row':<14}{'px':>4}{'batch':>6}{'prec':>6}{'G_main':>8}{'D_main':>8}{'G_reg':>8}{'D_reg':>8}"
+    head = f"{'row':<24}{'px':>4}{'batch':>6}{'prec':>6}{'G_main':>8}{'D_main':>8}{'G_reg':>8}{'D_reg':>8}"
     head += f"{'step ms':>9}{'img/s':>7}{'(med)':>7}{'kimg/h':>8}{'smpl/s':>8}{'RSS MB':>8}  channels 4..res"
     lines = [head]
     for row in result["rows"]:
         ms = row["ms_min"]
         lines.append(
-            f"{row['row']:<14}{row['resolution']:>4}{row['batch']:>6}{row['precision']:>6}"
+            f"{row['row']:<24}{row['resolution']:>4}{row['batch']:>6}{row['precision']:>6}"
             f"{ms['G_main']:>8.0f}{ms['D_main']:>8.0f}{ms['G_reg']:>8.0f}{ms['D_reg']:>8.0f}"
             f"{row['step_ms_min']:>9.0f}{row['img_per_s_min']:>7.1f}{row['img_per_s_median']:>7.1f}"
             f"{row['kimg_per_hour']:>8.1f}{row['sample_per_s']:>8.1f}{row['peak_rss_mb']:>8}  "

@@ -188,20 +188,31 @@ def gan_eval(
     count: int = typer.Option(1000, "--n", min=2, max=1_000_000, help="Generated samples."),
     psi: float = typer.Option(1.0, "--truncation", help="Truncation ψ of the samples."),
     kimg: float | None = typer.Option(None, "--kimg", help="Snapshot to evaluate (default: the latest)."),
+    label_threshold: float = typer.Option(
+        0.5, "--label-threshold", help="semantic: P(defect) at or above which a generated mask pixel is a defect."
+    ),
     seed: int | None = SeedOpt,
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     config: Path | None = ConfigOpt,
     dry_run: bool = DryRunOpt,
 ) -> None:
-    """FID/KID of a GAN snapshot against real defect patches (offline), plus real-vs-fake and nearest-real grids."""
+    """FID/KID of a GAN snapshot against real defect patches (offline), plus real-vs-fake and nearest-real grids.
+
+    A semantic run also gets the thesis's label metrics (% with defects, % defect pixels, EMD of
+    per-image defect fractions vs the real masks of --real-split), label_histogram.png and overlays.png.
+    """
     settings = load_train_settings(config, {"seed": seed})
     if (classifier is None) == (inception is None):
         raise typer.BadParameter("give exactly one feature extractor: --classifier RUN or --inception FILE")
     from training.gan.checkpoint import find_checkpoint, load_generator
     from training.gan.evaluate import EvalRequest, evaluate_run, real_defects
+    from training.gan.families import get_family
     from training.gan.features import classifier_features, inception_features
+    from training.gan.label_eval import real_masks
 
-    request = EvalRequest(count=count, real_split=real_split, seed=settings.seed, psi=psi)
+    request = EvalRequest(
+        count=count, real_split=real_split, seed=settings.seed, psi=psi, label_threshold=label_threshold
+    )
     if dry_run:
         resolved = {
             "checkpoint": str(find_checkpoint(run_dir, kimg)),
@@ -222,6 +233,7 @@ def gan_eval(
         request=request,
         out_dir=out_dir or Path(run_dir) / "eval",
         scale_reference=real_defects(real_dir, "train"),  # one unit for --real-split train and test
+        real_labels=real_masks(real_dir, request.real_split) if get_family(loaded.family).origin == "semgan" else None,
     )
     out_console.print_json(json.dumps(report, default=float))
 
@@ -233,3 +245,50 @@ def _trained_on(run_dir: Path) -> Path:
     if not patches:
         raise typer.BadParameter(f"{run_dir}: no data.json naming its patches; pass --real PATCHES")
     return Path(patches)
+
+
+@gan_app.command("compare")
+def gan_compare(
+    *,
+    runs: list[str] = typer.Argument(..., metavar="NAME=RUN...", help="SemanticGAN runs to compare, e.g. ours=runs/a."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for compare.json, compare.md and the pictures."),
+    real: Path | None = typer.Option(
+        None, "--real", help="Real patch set (default: the one the first run trained on)."
+    ),
+    real_split: str = typer.Option(
+        "train", "--real-split", help="Real masks of this split (train: what the GANs saw)."
+    ),
+    classifier: Path | None = typer.Option(None, "--classifier", help="Classifier run: add FID/KID of the images."),
+    count: int = typer.Option(1000, "--n", min=2, max=1_000_000, help="Samples per run."),
+    label_threshold: float = typer.Option(
+        0.5, "--label-threshold", help="P(defect) at which a mask pixel is a defect."
+    ),
+    seed: int | None = SeedOpt,
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Table 3.2 / 4.3: label metrics (% with defects, % defect pixels, EMD) of real masks vs each run's."""
+    settings = load_train_settings(config, {"seed": seed})
+    from training.gan.checkpoint import load_generator
+    from training.gan.compare import CompareRequest, compare_runs
+    from training.gan.evaluate import real_defects
+    from training.gan.features import classifier_features
+    from training.gan.label_eval import real_masks
+
+    named: dict[str, Path] = {}
+    for value in runs:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise typer.BadParameter(f"{value!r}: expected NAME=RUN, e.g. ours=runs/mt-ours")
+        named[name] = Path(path)
+    real_dir = real or _trained_on(next(iter(named.values())))
+    request = CompareRequest(count=count, seed=settings.seed, label_threshold=label_threshold, real_split=real_split)
+    result = compare_runs(
+        runs={name: load_generator(path, device=device) for name, path in named.items()},
+        real_images=real_defects(real_dir, real_split),
+        real_masks=real_masks(real_dir, real_split),
+        request=request,
+        out_dir=out_dir,
+        extractor=classifier_features(classifier) if classifier is not None else None,
+    )
+    out_console.print(result["markdown"])

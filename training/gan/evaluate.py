@@ -21,6 +21,7 @@ from training.data.patchset import load_patchset
 from training.data.splits import TEST, TRAIN
 from training.gan.checkpoint import LoadedGenerator
 from training.gan.features import FeatureExtractor, pixel_features
+from training.gan.label_eval import label_evaluation, sample_pairs
 from training.gan.loop import tile_images
 from training.gan.sample import SampleRequest, generate, resize_patch
 from training.metrics.generative import fid, kid
@@ -37,6 +38,7 @@ class EvalRequest:
     real_split: str = TRAIN
     seed: int = 0
     psi: float = 1.0
+    label_threshold: float = 0.5  # semantic: P(defect) at or above which a generated mask pixel is a defect
 
     def __post_init__(self) -> None:
         if self.real_split not in (TRAIN, TEST):
@@ -61,15 +63,25 @@ def evaluate_run(
     request: EvalRequest,
     out_dir: Path,
     scale_reference: np.ndarray | None = None,
+    real_labels: np.ndarray | None = None,
 ) -> dict:
     """FID/KID of ``request.count`` samples vs ``real``; writes eval.json and the two grids into ``out_dir``.
+
+    ``real_labels`` (masks; a generator that draws labels): also the label metrics of the same samples'
+    masks against these real masks, the fraction histogram and the overlay grid (``label_eval``).
 
     ``scale_reference``: the patches whose features set the unit (default ``real``); the CLI passes
     the training split's defects, so values against the train and the test split share one unit.
     """
     side = real.shape[-1]
-    sample_request = SampleRequest(count=request.count, seed=request.seed, psi=request.psi, patch_px=side)
-    fakes = np.stack([resize_patch(im, side) for batch in generate(loaded, sample_request) for im in batch])
+    sample_request = SampleRequest(
+        count=request.count, seed=request.seed, psi=request.psi, patch_px=side, label_threshold=request.label_threshold
+    )
+    labelled = real_labels is not None
+    if labelled:
+        fakes, fake_masks = sample_pairs(loaded, sample_request)
+    else:
+        fakes = np.stack([resize_patch(im, side) for batch in generate(loaded, sample_request) for im in batch])
     real_features, fake_features = extractor(real), extractor(fakes)
     # One scalar so the real features have unit RMS per dimension: a classifier's max-pooled features
     # run to the tens, where the cubic KID kernel explodes. Both sets share the scalar (distances keep
@@ -109,6 +121,10 @@ def evaluate_run(
     report["pictures"] = {
         name: str(out_dir / f"{name}.png") for name in ("real_vs_fake", "nearest_real", "nearest_real_pixels")
     }
+    if labelled:
+        labels = label_evaluation(images=fakes, masks=fake_masks, real=real_labels, out_dir=out_dir)
+        report["labels"] = {"threshold": request.label_threshold, "rows": labels["table"]}
+        report["pictures"].update(labels["pictures"])
     write_json_atomic(
         out_dir / "eval.json",
         {**report, "provenance": provenance("gan eval", report["fake"], request.seed, {"run": str(loaded.run_dir)})},

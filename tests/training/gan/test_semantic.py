@@ -270,3 +270,36 @@ def test_gan_sample_writes_image_and_mask_pairs_that_the_semgan_methods_draw(
         assert len(open_pool(name, {name: pool_dir}).records) == 10
     with pytest.raises(MissingPoolError, match="expected only 'pasted'"):
         open_pool("pasted", {"pasted": pool_dir})
+
+
+def test_gan_eval_and_compare_report_the_label_metrics_and_draw_them(
+    semantic_run: Path, small_patchset: PatchSet, tmp_path: Path
+):
+    from training.gan.compare import CompareRequest, compare_runs
+    from training.gan.evaluate import EvalRequest, evaluate_run, real_defects
+    from training.gan.features import pixel_features
+    from training.gan.label_eval import real_masks
+
+    real, masks = real_defects(small_patchset.root, TRAIN), real_masks(small_patchset.root, TRAIN)
+    loaded = load_generator(semantic_run)
+    report = evaluate_run(
+        loaded=loaded,
+        real=real,
+        extractor=pixel_features(),
+        request=EvalRequest(count=12),
+        out_dir=tmp_path / "eval",
+        real_labels=masks,
+    )
+    rows = report["labels"]["rows"]
+    assert [r["set"] for r in rows] == ["real", "generated"] and rows[1]["count"] == 12
+    assert rows[0]["pct_with_defects"] == 100.0, "the real masks are those of defective patches"
+    for picture in ("histogram", "overlays"):
+        assert Path(report["pictures"][picture]).stat().st_size > 0
+    runs = {"a": loaded, "b": load_generator(semantic_run)}
+    result = compare_runs(
+        runs=runs, real_images=real, real_masks=masks, request=CompareRequest(count=8), out_dir=tmp_path / "cmp"
+    )
+    assert [r["set"] for r in result["rows"]] == ["real", "a", "b"]
+    assert result["rows"][1]["emd_all"] == result["rows"][2]["emd_all"], "same run, same latents, same masks"
+    assert (tmp_path / "cmp" / "compare.md").read_text().count("\n| ") == 3
+    assert {p.name for p in (tmp_path / "cmp").iterdir()} >= {"compare.json", "label_histogram.png", "overlays-a.png"}
