@@ -119,17 +119,25 @@ TINY = {
     "sem_r1_gamma": 1.0,
 }
 TINY_RATIONALE = """
-Why ``tiny`` is the image GAN's tiny widths at batch 16, D_sem 16 -> 128 channels, R1(D_sem) 1.
+Why ``tiny`` is the image GAN's tiny widths at batch 16, D_sem 16 -> 128 channels, R1(D_sem) γ 1.
 
-The generator trunk is the image GAN's measured CPU optimum (64 px, channel_base 1024, max 128;
-see ``training.gan.stylegan2.config.TINY_RATIONALE``); the label branch adds one 1x1 modulated
-conv per resolution (< 1 % of G's time). D_sem at SemanticGAN's 64 first-layer channels would
-cost more than D_img and G together at 64 px; 16 keeps it near D_img's cost. Batch 16 (not 32):
-every minibatch runs D_img and D_sem on a real and a fake batch, so half the batch keeps the
-step time of the image GAN's tiny preset while the number of optimiser steps per kimg doubles.
-R1 on D_sem at γ 10 (SemanticGAN's value, for 256 px inputs with 8 classes) froze D_sem at this
-size in a 2-kimg trial (its hinge loss stayed at 2.0); γ 1 lets it learn. Measured numbers:
-``python benchmarks/gan_throughput.py --rows semantic-tiny``.
+The generator trunk is the image GAN's measured CPU choice (64 px, channel_base 1024, max 128;
+``training.gan.stylegan2.config.TINY_RATIONALE``); the label branch adds one 1x1 modulated conv
+per resolution. Measured side by side in one run while three other 1-thread trainings shared
+the 2 cores (``python benchmarks/gan_throughput.py --rows
+semantic-tiny64,semantic-tiny64-dsem64,semantic-tiny64-b32,tiny64 --steps 2 --threads 1``;
+min ms per phase, amortised step):
+
+    row                      batch  G_main  D_main  G_reg  D_reg  step ms  img/s
+    semantic-tiny64 (this)      16     611     683    387    854     1445   11.1
+    ...D_sem 64 -> 512 ch       16    1255    2192    397   2518     3704    4.3
+    ...batch 32                 32    1110    1176    704   1308     2543   12.6
+    image GAN tiny64            32     776     880    654   1059     1885   17.0
+
+D_sem at SemanticGAN's 64 first-layer channels makes a step 2.6x slower; 16 keeps the family
+at 2/3 of the image GAN's images/s. Batch 16 gives 12 % fewer images/s than 32 but twice the
+optimiser steps per kimg (not compared for quality yet). R1 on D_sem: SemanticGAN's γ 10 is
+for 256 px inputs; the 'auto' rule's γ ∝ res² scales it to 0.6 at 64 px, rounded up to 1.
 """
 PRESETS: dict[str, dict] = {"paper": PAPER, "tiny": TINY}
 
