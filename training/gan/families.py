@@ -164,6 +164,11 @@ def _semantic_family() -> GanFamily:
 
     def fit_config(cfg: SemanticGANConfig, data: Any) -> SemanticGANConfig:
         """Fill the distribution loss's real statistics from the labelled masks (unless the config pins them)."""
+        if cfg.label_channels != 1:
+            raise ValueError(
+                f"gan.semantic.label_channels = {cfg.label_channels}: the product's masks are binary (0 good, 255 "
+                "defect), so the label branch has one channel; class-id masks need a dataset that declares classes"
+            )
         if cfg.ld_real_mean is not None and cfg.ld_real_std is not None:
             return cfg
         means, stds = defect_fraction_statistics(data.pair_masks)

@@ -303,3 +303,37 @@ def test_gan_eval_and_compare_report_the_label_metrics_and_draw_them(
     assert result["rows"][1]["emd_all"] == result["rows"][2]["emd_all"], "same run, same latents, same masks"
     assert (tmp_path / "cmp" / "compare.md").read_text().count("\n| ") == 3
     assert {p.name for p in (tmp_path / "cmp").iterdir()} >= {"compare.json", "label_histogram.png", "overlays-a.png"}
+
+
+@pytest.mark.slow  # four tiny segmenter runs: ~10 s
+def test_a_segmentation_experiment_draws_the_three_variant_pools_defective_rows_only(
+    semantic_run: Path, small_patchset: PatchSet, tmp_path: Path
+):
+    from training.data.library import split_records
+    from training.experiments.report import markdown_table
+    from training.experiments.runner import ExperimentConfig, run_experiment
+    from training.models.segmenter import SegmenterSpec
+    from training.train.schedule import Schedule
+
+    pool = tmp_path / "pool"
+    args = ["gan", "sample", str(semantic_run), str(pool), "--n", "40", "--label-threshold", "0.2", "-q"]
+    assert runner.invoke(app, args).exit_code == 0
+    defective = sum(r.has_defect for r in load_patchset(pool).records)
+    assert defective > 0, "a threshold of 0.2 on an untrained label branch marks something"
+    config = ExperimentConfig(
+        task="segmentation",
+        methods=("baseline", "semgan", "ours", "ours+ld"),
+        seeds=1,
+        sizes=(200,),
+        schedule=Schedule(iterations=2, val_every=2, batch_size=4),
+        spec=SegmenterSpec(encoder="tu-resnet10t", input_px=32),
+        pools={"semgan": str(pool), "ours": str(pool), "ours+ld": str(pool)},
+    )
+    rows = run_experiment(small_patchset.root, tmp_path / "seg", config, progress=False)
+    assert [r["method"] for r in rows] == ["baseline", "semgan", "ours", "ours+ld"]
+    defective_train = sum(r.has_defect for r in split_records(small_patchset, 0).train)
+    for row in rows[1:]:
+        assert int(row["synthetic_drawn"]) == defective, "only the pool's defective pairs join a defective-only run"
+        assert int(row["train_patches"]) == defective_train + defective
+    table = markdown_table(rows, "segmentation")
+    assert "| verdict vs baseline | verdict vs pasted |" in table and "| ours+ld | 200 |" in table
