@@ -51,6 +51,8 @@ def compare_runs(
         images, masks = sample_pairs(loaded, sample_request)
         fractions[name], images_of[name] = defect_fractions(masks), images
         write_overlay_grid(out_dir / f"overlays-{name}.png", images[:32], masks[:32], columns=4)
+    shown = np.random.default_rng(request.seed).permutation(len(real_masks))[:32]
+    write_overlay_grid(out_dir / "overlays-real.png", real_images[shown], real_masks[shown], columns=4)
     rows = compare_labels(defect_fractions(real_masks), fractions)
     if extractor is not None:
         real_features = extractor(real_images)
@@ -70,7 +72,10 @@ def compare_runs(
         },
         "real": {"split": request.real_split, "masks": int(len(real_masks))},
         "extractor": extractor.name if extractor is not None else None,
-        "pictures": {"histogram": str(histogram), **{name: str(out_dir / f"overlays-{name}.png") for name in runs}},
+        "pictures": {
+            "histogram": str(histogram),
+            **{name: str(out_dir / f"overlays-{name}.png") for name in ["real", *runs]},
+        },
     }
     options = {**request.__dict__, "runs": list(runs)}
     write_json_atomic(

@@ -302,7 +302,12 @@ def test_gan_eval_and_compare_report_the_label_metrics_and_draw_them(
     assert [r["set"] for r in result["rows"]] == ["real", "a", "b"]
     assert result["rows"][1]["emd_all"] == result["rows"][2]["emd_all"], "same run, same latents, same masks"
     assert (tmp_path / "cmp" / "compare.md").read_text().count("\n| ") == 3
-    assert {p.name for p in (tmp_path / "cmp").iterdir()} >= {"compare.json", "label_histogram.png", "overlays-a.png"}
+    assert {p.name for p in (tmp_path / "cmp").iterdir()} >= {
+        "compare.json",
+        "label_histogram.png",
+        "overlays-a.png",
+        "overlays-real.png",
+    }
 
 
 @pytest.mark.slow  # four tiny segmenter runs: ~10 s
