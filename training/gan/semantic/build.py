@@ -7,35 +7,15 @@ from training.gan.semantic.config import SemanticGANConfig
 from training.gan.semantic.distribution import DistributionLoss
 from training.gan.semantic.loss import SemanticGANLoss
 from training.gan.semantic.networks import MultiscalePatchDiscriminator, SemanticDiscriminators, SemanticGenerator
-from training.gan.stylegan2.build import adam_settings, build_augment_pipe
-from training.gan.stylegan2.networks import Discriminator
+from training.gan.stylegan2.build import adam_settings, build_augment_pipe, build_discriminator, generator_kwargs
 
 __all__ = ["adam_settings", "build_augment_pipe", "build_loss", "build_networks"]
 
 
 def build_networks(cfg: SemanticGANConfig) -> tuple[SemanticGenerator, SemanticDiscriminators]:
     """Fresh (G, D = D_img + D_sem) for ``cfg`` (seed the global RNG first for reproducible weights)."""
-    G = SemanticGenerator(
-        z_dim=cfg.z_dim,
-        w_dim=cfg.w_dim,
-        img_resolution=cfg.resolution,
-        img_channels=cfg.img_channels,
-        mapping_layers=cfg.mapping_layers,
-        channel_base=cfg.channel_base,
-        channel_max=cfg.channel_max,
-        conv_clamp=cfg.conv_clamp,
-        mapping_lr_multiplier=cfg.mapping_lr_multiplier,
-        label_channels=cfg.label_channels,
-    )
-    D_img = Discriminator(
-        img_resolution=cfg.resolution,
-        img_channels=cfg.img_channels,
-        channel_base=cfg.channel_base,
-        channel_max=cfg.channel_max,
-        mbstd_group_size=cfg.mbstd_group_size,
-        mbstd_num_channels=cfg.mbstd_num_channels,
-        conv_clamp=cfg.conv_clamp,
-    )
+    G = SemanticGenerator(**generator_kwargs(cfg), label_channels=cfg.label_channels)
+    D_img = build_discriminator(cfg)  # before D_sem: the order the weights are drawn in
     D_sem = MultiscalePatchDiscriminator(
         cfg.img_channels + cfg.label_channels,
         scales=cfg.sem_scales,

@@ -24,9 +24,6 @@ D_sem's gradient reaches the image, flips + affine otherwise (``pairs.py``); ADA
 
 from __future__ import annotations
 
-import contextlib
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -34,7 +31,7 @@ from training.gan.augment import AugmentPipe
 from training.gan.semantic.distribution import DistributionLoss
 from training.gan.semantic.networks import SemanticDiscriminators, SemanticGenerator, label_to_range, mask_to_range
 from training.gan.semantic.pairs import augment_pairs
-from training.gan.stylegan2.loss import PRECISIONS, _grads_only_for
+from training.gan.stylegan2.loss import StyleGAN2Loss, _grads_only_for
 
 PHASES = ("G_main", "G_reg", "D_main", "D_reg")
 
@@ -43,8 +40,8 @@ def _final_maps(outputs: list[list[torch.Tensor]]) -> list[torch.Tensor]:
     return [layers[-1] for layers in outputs]
 
 
-class SemanticGANLoss:
-    """Owns the four phases, the path-length mean and the training progress the λ schedule reads."""
+class SemanticGANLoss(StyleGAN2Loss):
+    """The four phases; path-length mean, precision and mixing as in :class:`StyleGAN2Loss`, plus the λ clock."""
 
     def __init__(
         self,
@@ -59,23 +56,13 @@ class SemanticGANLoss:
         sem_grad_to_image: bool = True,
         pair_augment: str = "flips",
         distribution: DistributionLoss | None = None,
-        style_mixing_prob: float = 0.9,
-        pl_weight: float = 2.0,
-        pl_batch_shrink: int = 2,
-        pl_decay: float = 0.01,
-        precision: str = "fp32",
+        **stylegan2: object,
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; valid: {PRECISIONS}")
-        self.G, self.D, self.augment_pipe = G, D, augment_pipe
-        self.r1_gamma, self.sem_r1_gamma = r1_gamma, sem_r1_gamma
+        super().__init__(G, D, augment_pipe, r1_gamma, **stylegan2)
+        self.sem_r1_gamma = sem_r1_gamma
         self.sem_weight, self.fm_weight = sem_weight, fm_weight
         self.sem_grad_to_image, self.pair_augment = sem_grad_to_image, pair_augment
         self.distribution = distribution
-        self.style_mixing_prob = style_mixing_prob
-        self.pl_weight, self.pl_batch_shrink, self.pl_decay = pl_weight, pl_batch_shrink, pl_decay
-        self.precision = precision
-        self.pl_mean = torch.zeros([])
         self.kimg = 0.0
 
     # --- plumbing -------------------------------------------------------------------------------
@@ -84,17 +71,17 @@ class SemanticGANLoss:
         """The loop tells the loss how many real images were shown (the λ schedule's clock)."""
         self.kimg = images / 1000
 
-    def _autocast(self, device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-        if self.precision == "bf16" and enabled:
-            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def run_G(self, z: torch.Tensor, update_w_avg: bool = False, fast: bool = True):
-        """(fp32 image, fp32 label logits, ws)."""
+    def run_pair(self, z: torch.Tensor, update_w_avg: bool = False, fast: bool = True):
+        """(fp32 image, fp32 label logits, ws): style-mixed ws through the semantic synthesis."""
         with self._autocast(z.device, fast):
             ws = self.G.map(z, mixing_prob=self.style_mixing_prob, update_w_avg=update_w_avg)
             img, logits = self.G.synthesis(ws)
         return img.float(), logits.float(), ws
+
+    def run_G(self, z: torch.Tensor, update_w_avg: bool = False, fast: bool = True):
+        """(fp32 image, ws): what the inherited path-length phase regularises (the image output)."""
+        img, _, ws = self.run_pair(z, update_w_avg, fast)
+        return img, ws
 
     def run_D_img(self, img: torch.Tensor, fast: bool = True) -> torch.Tensor:
         if self.augment_pipe is not None:
@@ -142,7 +129,7 @@ class SemanticGANLoss:
 
     def generator_terms(self, real: dict[str, torch.Tensor], gen_z: torch.Tensor) -> dict[str, torch.Tensor]:
         """G's loss terms (not yet backwarded): img (eq. 2, D_img), sem (hinge), fm, ld."""
-        img, logits, _ = self.run_G(gen_z, update_w_avg=True)
+        img, logits, _ = self.run_pair(gen_z, update_w_avg=True)
         terms = {"img": F.softplus(-self.run_D_img(img)).mean()}
         sem_img = img if self.sem_grad_to_image else img.detach()
         fake_out = self.run_D_sem(sem_img, label_to_range(logits))
@@ -160,21 +147,9 @@ class SemanticGANLoss:
             terms["ld"], _ = self.distribution(logits, self.kimg)
         return terms
 
-    def _g_reg(self, gen_z: torch.Tensor, gain: float) -> dict[str, float]:
-        batch = max(1, gen_z.shape[0] // self.pl_batch_shrink)
-        img, _, ws = self.run_G(gen_z[:batch], fast=False)
-        noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
-        (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
-        lengths = grads.square().sum(dim=2).mean(dim=1).sqrt()
-        self.pl_mean = self.pl_mean.to(lengths.device).lerp(lengths.mean().detach(), self.pl_decay)
-        penalty = (lengths - self.pl_mean).square()
-        loss = penalty * self.pl_weight
-        loss.mean().mul(gain).backward()
-        return {"Loss/pl_penalty": penalty.mean().item(), "Loss/G/reg": loss.mean().item()}
-
     def _d_main(self, real: dict[str, torch.Tensor], gen_z: torch.Tensor, gain: float) -> dict[str, float]:
         with torch.no_grad():
-            fake_img, fake_logits, _ = self.run_G(gen_z, update_w_avg=True)
+            fake_img, fake_logits, _ = self.run_pair(gen_z, update_w_avg=True)
         fake_scores = self.run_D_img(fake_img)
         real_scores = self.run_D_img(real["image"].detach())
         loss_img = F.softplus(fake_scores).mean() + F.softplus(-real_scores).mean()
@@ -211,9 +186,3 @@ class SemanticGANLoss:
             "Loss/r1_penalty_sem": penalty_sem.mean().item(),
             "Loss/D/reg": loss.item(),
         }
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"pl_mean": self.pl_mean.detach().cpu().clone()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.pl_mean = state["pl_mean"].detach().clone()

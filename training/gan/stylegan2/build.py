@@ -8,20 +8,24 @@ from training.gan.stylegan2.loss import StyleGAN2Loss, lazy_regularization
 from training.gan.stylegan2.networks import Discriminator, Generator
 
 
-def build_networks(cfg: StyleGAN2Config) -> tuple[Generator, Discriminator]:
-    """Fresh (G, D) for ``cfg`` (seed the global RNG first for reproducible weights)."""
-    G = Generator(
-        z_dim=cfg.z_dim,
-        w_dim=cfg.w_dim,
-        img_resolution=cfg.resolution,
-        img_channels=cfg.img_channels,
-        mapping_layers=cfg.mapping_layers,
-        channel_base=cfg.channel_base,
-        channel_max=cfg.channel_max,
-        conv_clamp=cfg.conv_clamp,
-        mapping_lr_multiplier=cfg.mapping_lr_multiplier,
-    )
-    D = Discriminator(
+def generator_kwargs(cfg: StyleGAN2Config) -> dict:
+    """``Generator`` arguments of ``cfg`` (SemanticGAN's generator takes the same plus its label channels)."""
+    return {
+        "z_dim": cfg.z_dim,
+        "w_dim": cfg.w_dim,
+        "img_resolution": cfg.resolution,
+        "img_channels": cfg.img_channels,
+        "mapping_layers": cfg.mapping_layers,
+        "channel_base": cfg.channel_base,
+        "channel_max": cfg.channel_max,
+        "conv_clamp": cfg.conv_clamp,
+        "mapping_lr_multiplier": cfg.mapping_lr_multiplier,
+    }
+
+
+def build_discriminator(cfg: StyleGAN2Config) -> Discriminator:
+    """The residual image discriminator of ``cfg`` (SemanticGAN's D_img)."""
+    return Discriminator(
         img_resolution=cfg.resolution,
         img_channels=cfg.img_channels,
         channel_base=cfg.channel_base,
@@ -30,7 +34,11 @@ def build_networks(cfg: StyleGAN2Config) -> tuple[Generator, Discriminator]:
         mbstd_num_channels=cfg.mbstd_num_channels,
         conv_clamp=cfg.conv_clamp,
     )
-    return G, D
+
+
+def build_networks(cfg: StyleGAN2Config) -> tuple[Generator, Discriminator]:
+    """Fresh (G, D) for ``cfg`` (seed the global RNG first for reproducible weights)."""
+    return Generator(**generator_kwargs(cfg)), build_discriminator(cfg)
 
 
 def build_augment_pipe(cfg: StyleGAN2Config, color_channels: int | None = None) -> AugmentPipe | None:
