@@ -111,18 +111,27 @@ def load_gan_data(patches: Path, *, resolution: int, pasted: tuple[Path, ...] = 
     if not chosen:
         raise ValueError(f"{patches}: no defective training-split patches to train a GAN on")
     images = np.stack([resize_square(to_gray(source.read_image(r)), resolution) for source, r in chosen])
-    digest = hashlib.sha256()
-    digest.update(str(patchset.meta.get("dataset", {}).get("fingerprint", "")).encode())
-    for source, r in chosen:
-        digest.update(f"{source.root.name}/{r.id}\n".encode())
-    digest.update(images.tobytes())
     return GanData(
         images=images,
         patches=Path(patches),
         pasted_pools=tuple(Path(p) for p in pasted),
         counts=counts,
-        fingerprint=digest.hexdigest(),
+        fingerprint=data_fingerprint(patchset, {"": chosen}, [images]),
     )
+
+
+def data_fingerprint(
+    patchset: PatchSet, rows: dict[str, list[tuple[PatchSet, PatchRecord]]], arrays: list[np.ndarray]
+) -> str:
+    """sha256 over the dataset's fingerprint, every chosen row (``tag`` + pool/id) and the pixel arrays."""
+    digest = hashlib.sha256()
+    digest.update(str(patchset.meta.get("dataset", {}).get("fingerprint", "")).encode())
+    for tag, chosen in rows.items():
+        for source, r in chosen:
+            digest.update(f"{tag}{source.root.name}/{r.id}\n".encode())
+    for array in arrays:
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 RUN_DATA_NAME = "data.json"  # in a GAN run folder: which patches, pools and split the run trained on

@@ -23,6 +23,14 @@ def _seeded() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _threads_restored():
+    """`--threads 1` sets torch's global thread count; give later tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_config() -> StyleGAN2Config:
     return StyleGAN2Config(**TINY_TEST)

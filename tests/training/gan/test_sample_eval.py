@@ -26,13 +26,6 @@ from .test_train_command import tiny_toml
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _threads_restored():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def gan_run(small_patchset: PatchSet, tmp_path: Path) -> Path:
     run = tmp_path / "run"

@@ -33,13 +33,6 @@ FAMILY = get_family("semantic")
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _threads_restored():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(**overrides: object) -> SemanticGANConfig:
     pinned = {"ld_real_mean": (0.1,), "ld_real_std": (0.05,)}
     return FAMILY.config("tiny", {**TINY_TEST, "sem_channels": 8, "sem_channels_max": 16, **pinned, **overrides})

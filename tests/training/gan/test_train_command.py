@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from training.cli import app
@@ -19,14 +18,6 @@ from training.gan.data import load_gan_data, select_records
 from .conftest import TINY_TEST
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _threads_restored():
-    """`--threads 1` sets torch's global thread count; give later tests theirs back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_toml(path: Path) -> Path:

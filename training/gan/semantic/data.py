@@ -19,7 +19,6 @@ least half the output pixel).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import numpy as np
 from shared.masks import MASK_DEFECT
 from training.data.patchset import PatchOrigin, load_patchset
 from training.data.splits import TRAIN
-from training.gan.data import GanData, resize_square, select_records, to_gray
+from training.gan.data import GanData, data_fingerprint, resize_square, select_records, to_gray
 
 MASK_THRESHOLD = 0.5  # share of an output pixel that must be defect after area down-scaling
 
@@ -94,19 +93,12 @@ def load_semantic_data(
     images = np.stack([gray(s, r) for s, r in image_rows])
     pair_images = np.stack([gray(s, r) for s, r in pair_rows])
     pair_masks = np.stack([binary_mask(s.read_mask(r), resolution) for s, r in pair_rows])
-    digest = hashlib.sha256()
-    digest.update(str(patchset.meta.get("dataset", {}).get("fingerprint", "")).encode())
-    for tag, rows in (("u", image_rows), ("l", pair_rows)):
-        for source, r in rows:
-            digest.update(f"{tag}:{source.root.name}/{r.id}\n".encode())
-    digest.update(images.tobytes())
-    digest.update(pair_masks.tobytes())
     return GanData(
         images=images,
         patches=Path(patches),
         pasted_pools=tuple(Path(p) for p in pasted),
         counts=counts,
-        fingerprint=digest.hexdigest(),
+        fingerprint=data_fingerprint(patchset, {"u:": image_rows, "l:": pair_rows}, [images, pair_masks]),
         pair_images=pair_images,
         pair_masks=pair_masks,
         rules={
