@@ -335,3 +335,12 @@ def test_a_segmentation_experiment_draws_the_three_variant_pools_defective_rows_
         assert int(row["train_patches"]) == defective_train + defective
     table = markdown_table(rows, "segmentation")
     assert "| verdict vs baseline | verdict vs pasted |" in table and "| ours+ld | 200 |" in table
+
+
+def test_gan_compare_cli_writes_the_table_and_names_a_bad_argument(semantic_run: Path, tmp_path: Path):
+    out = tmp_path / "cmp"
+    result = runner.invoke(app, ["gan", "compare", f"ours={semantic_run}", "--out", str(out), "--n", "4"])
+    assert result.exit_code == 0, result.output
+    assert "| ours | 4 |" in (out / "compare.md").read_text()
+    bad = runner.invoke(app, ["gan", "compare", str(semantic_run), "--out", str(out)])
+    assert bad.exit_code != 0 and "expected NAME=RUN" in bad.output
