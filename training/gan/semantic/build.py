@@ -14,7 +14,7 @@ __all__ = ["adam_settings", "build_augment_pipe", "build_loss", "build_networks"
 
 def build_networks(cfg: SemanticGANConfig) -> tuple[SemanticGenerator, SemanticDiscriminators]:
     """Fresh (G, D = D_img + D_sem) for ``cfg`` (seed the global RNG first for reproducible weights)."""
-    G = SemanticGenerator(**generator_kwargs(cfg), label_channels=cfg.label_channels, label_squash=cfg.label_squash)
+    G = SemanticGenerator(**generator_kwargs(cfg), label_channels=cfg.label_channels)
     D_img = build_discriminator(cfg)  # before D_sem: the order the weights are drawn in
     D_sem = MultiscalePatchDiscriminator(
         cfg.img_channels + cfg.label_channels,
@@ -35,12 +35,7 @@ def build_distribution_loss(cfg: SemanticGANConfig) -> DistributionLoss | None:
         raise ValueError("ld_weight > 0 needs the real defect-fraction statistics (ld_real_mean, ld_real_std)")
     means, stds = target
     return DistributionLoss(
-        weight=cfg.ld_weight,
-        classes=cfg.ld_classes,
-        target_mean=means,
-        target_std=stds,
-        decay_kimg=cfg.ld_decay_kimg,
-        squash=cfg.label_squash,
+        weight=cfg.ld_weight, classes=cfg.ld_classes, target_mean=means, target_std=stds, decay_kimg=cfg.ld_decay_kimg
     )
 
 

@@ -29,10 +29,7 @@ class SemanticGANConfig(StyleGAN2Config):
     """Everything that defines a SemanticGAN run (per GPU); the StyleGAN2 fields mean what they mean there."""
 
     # --- label branch ---------------------------------------------------------------------
-    label_channels: int = Field(1, ge=1, description="Label logit maps: 1 = binary defect mask.")
-    label_squash: Literal["sigmoid", "softsign"] = Field(
-        "sigmoid", description="Binary label logits -> [-1, 1] for D_sem and P(defect): 2·sigmoid-1 or x/(1+|x|)."
-    )
+    label_channels: int = Field(1, ge=1, description="Label logit maps: 1 = binary defect mask (sigmoid).")
     # --- D_sem: multi-scale PatchGAN on image ⊕ label ----------------------------------------
     sem_channels: int = Field(64, ge=1, description="Channels of D_sem's first conv (doubled per layer).")
     sem_channels_max: int = Field(512, ge=1, description="Upper bound of D_sem's channels.")

@@ -1,8 +1,7 @@
 """The thesis's distribution loss (eq. 5): pull the batch's per-image defect shares toward the real ones.
 
 Per class c, every generated label's pixel fraction f_i,c = mean over pixels of its probability
-(``label_probabilities``: the generator's squash or softmax of the logits, so the loss is
-differentiable). In each batch μ_f, σ_f are the
+(sigmoid/softmax of the logits, so the loss is differentiable). In each batch μ_f, σ_f are the
 mean and standard deviation of those fractions; the loss is
 
     λ · mean_c KL(N(μ_r, σ_r²) ‖ N(μ_f, σ_f²)),
@@ -29,12 +28,12 @@ def gaussian_kl(mu_r: torch.Tensor, sigma_r: torch.Tensor, mu_f: torch.Tensor, s
     return torch.log(sigma_f / sigma_r) + (sigma_r**2 + (mu_r - mu_f) ** 2) / (2 * sigma_f**2) - 0.5
 
 
-def class_fractions(logits: torch.Tensor, classes: tuple[int, ...], squash: str = "sigmoid") -> torch.Tensor:
+def class_fractions(logits: torch.Tensor, classes: tuple[int, ...]) -> torch.Tensor:
     """Differentiable per-image pixel fractions [N, len(classes)] of the label logits [N, C, H, W].
 
     One channel: class 1 is the defect (sigmoid), class 0 the rest; several: softmax channel c.
     """
-    probs = label_probabilities(logits.float(), squash)
+    probs = label_probabilities(logits.float())
     if logits.shape[1] == 1:
         defect = probs[:, 0]
         maps = [defect if c == 1 else 1 - defect for c in classes]
@@ -64,11 +63,10 @@ class DistributionLoss:
         target_mean: tuple[float, ...],
         target_std: tuple[float, ...],
         decay_kimg: float | None = None,
-        squash: str = "sigmoid",
     ) -> None:
         if len(target_mean) != len(classes) or len(target_std) != len(classes):
             raise ValueError("the distribution loss needs one target mean and std per class")
-        self.weight, self.classes, self.decay_kimg, self.squash = weight, tuple(classes), decay_kimg, squash
+        self.weight, self.classes, self.decay_kimg = weight, tuple(classes), decay_kimg
         self.mu_r = torch.tensor(target_mean, dtype=torch.float32)
         self.sigma_r = torch.tensor(target_std, dtype=torch.float32) + EPS
 
@@ -80,7 +78,7 @@ class DistributionLoss:
 
     def divergence(self, logits: torch.Tensor) -> torch.Tensor:
         """Mean over classes of KL(N(μ_r, σ_r²) ‖ N(μ_f, σ_f²)) for this batch (no λ)."""
-        fractions = class_fractions(logits, self.classes, self.squash)
+        fractions = class_fractions(logits, self.classes)
         mu_f = fractions.mean(dim=0)
         sigma_f = fractions.std(dim=0, unbiased=False) + EPS
         mu_r, sigma_r = self.mu_r.to(fractions.device), self.sigma_r.to(fractions.device)

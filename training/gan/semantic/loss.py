@@ -132,7 +132,7 @@ class SemanticGANLoss(StyleGAN2Loss):
         img, logits, _ = self.run_pair(gen_z, update_w_avg=True)
         terms = {"img": F.softplus(-self.run_D_img(img)).mean()}
         sem_img = img if self.sem_grad_to_image else img.detach()
-        fake_out = self.run_D_sem(sem_img, label_to_range(logits, self.G.label_squash))
+        fake_out = self.run_D_sem(sem_img, label_to_range(logits))
         terms["sem"] = -torch.stack([m.mean() for m in _final_maps(fake_out)]).mean() * self.sem_weight
         if self.fm_weight > 0:
             with torch.no_grad():
@@ -153,7 +153,7 @@ class SemanticGANLoss(StyleGAN2Loss):
         fake_scores = self.run_D_img(fake_img)
         real_scores = self.run_D_img(real["image"].detach())
         loss_img = F.softplus(fake_scores).mean() + F.softplus(-real_scores).mean()
-        fake_sem = _final_maps(self.run_D_sem(fake_img, label_to_range(fake_logits, self.G.label_squash)))
+        fake_sem = _final_maps(self.run_D_sem(fake_img, label_to_range(fake_logits)))
         real_sem = _final_maps(self.run_D_sem(*self.real_pairs(real)))
         hinge_fake = torch.stack([F.relu(1 + m).mean() for m in fake_sem]).mean()
         hinge_real = torch.stack([F.relu(1 - m).mean() for m in real_sem]).mean()

@@ -14,9 +14,8 @@ Written from the SemanticGAN paper (Li et al., CVPR 2021, §3) and ``shared/desi
   (the last is the patch logit map) for the feature-matching term.
 
 Label value range (what D_sem sees): real masks are {0, 1} per class mapped to {-1, +1}; fake
-logits go through ``label_to_range`` (binary: 2·sigmoid - 1 or softsign, the config's
-``label_squash``; classes: 2·softmax - 1), so both lie in [-1, 1] — the published code fed
-one-hot ±1 reals against raw, unbounded fake logits. P(defect) of a sample is (range + 1) / 2.
+logits go through ``label_to_range`` = 2·sigmoid - 1 (binary) or 2·softmax - 1 (classes), so both
+lie in [-1, 1] — the published code fed one-hot ±1 reals against raw, unbounded fake logits.
 """
 
 from __future__ import annotations
@@ -29,23 +28,12 @@ from torch.nn.utils.parametrizations import spectral_norm
 from training.gan.resample import upsample2d
 from training.gan.stylegan2.networks import Discriminator, Generator, SynthesisNetwork, ToImageLayer
 
-LABEL_SQUASHES = ("sigmoid", "softsign")
 
-
-def label_to_range(logits: torch.Tensor, squash: str = "sigmoid") -> torch.Tensor:
-    """Label logits [N, C, H, W] -> [-1, 1]: one channel 2·sigmoid - 1 or softsign x/(1+|x|); classes 2·softmax - 1.
-
-    Why softsign: 2·sigmoid - 1 saturates exponentially (gradient e^-|x|), and a label branch that
-    ran to "no defect anywhere" early (most real pixels are good) stays there with no gradient;
-    softsign's gradient falls only as 1/(1+|x|)², so D_sem can still pull it back.
-    """
-    if logits.shape[1] > 1:
-        return logits.softmax(dim=1) * 2 - 1
-    if squash == "softsign":
-        return logits / (1 + logits.abs())
-    if squash == "sigmoid":
+def label_to_range(logits: torch.Tensor) -> torch.Tensor:
+    """Label logits [N, C, H, W] -> [-1, 1]: 2·sigmoid - 1 for one channel, 2·softmax - 1 over classes."""
+    if logits.shape[1] == 1:
         return torch.tanh(logits * 0.5)  # = 2·sigmoid(x) - 1, computed stably
-    raise ValueError(f"unknown label squash {squash!r}; valid: {LABEL_SQUASHES}")
+    return logits.softmax(dim=1) * 2 - 1
 
 
 def mask_to_range(mask: torch.Tensor) -> torch.Tensor:
@@ -53,11 +41,9 @@ def mask_to_range(mask: torch.Tensor) -> torch.Tensor:
     return mask.float() * 2 - 1
 
 
-def label_probabilities(logits: torch.Tensor, squash: str = "sigmoid") -> torch.Tensor:
-    """Per-class probabilities: (label_to_range + 1) / 2 (one channel: P(defect)) or softmax over classes."""
-    if logits.shape[1] > 1:
-        return logits.softmax(dim=1)
-    return (label_to_range(logits, squash) + 1) / 2
+def label_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Per-class probabilities: sigmoid (one channel: P(defect)) or softmax over classes."""
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else logits.softmax(dim=1)
 
 
 class SemanticSynthesisNetwork(SynthesisNetwork):
@@ -89,11 +75,8 @@ class SemanticSynthesisNetwork(SynthesisNetwork):
 class SemanticGenerator(Generator):
     """Mapping + semantic synthesis: ``forward`` returns (image, label logits)."""
 
-    def __init__(self, *args, label_channels: int = 1, label_squash: str = "sigmoid", **kwargs) -> None:
+    def __init__(self, *args, label_channels: int = 1, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if label_squash not in LABEL_SQUASHES:
-            raise ValueError(f"unknown label squash {label_squash!r}; valid: {LABEL_SQUASHES}")
-        self.label_squash = label_squash
         s = self.synthesis
         self.synthesis = SemanticSynthesisNetwork(
             s.w_dim,
@@ -128,7 +111,7 @@ class SemanticSampler(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         img, logits = self.generator(z, psi=self.psi, noise_mode=self.noise_mode)
-        return torch.cat([img, label_to_range(logits, self.generator.label_squash).to(img.dtype)], dim=1)
+        return torch.cat([img, label_to_range(logits).to(img.dtype)], dim=1)
 
 
 class PatchDiscriminator(nn.Module):
