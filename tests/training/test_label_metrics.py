@@ -55,6 +55,14 @@ def test_compare_table_puts_real_first_and_one_line_per_set():
     assert rows[1]["pct_with_defects"] == 50.0
     table = label_table_markdown(rows)
     assert len(table.strip().splitlines()) == 2 + 3 and "| semgan | 2 | 50.00 |" in table
+    assert "% defect pixels (defective only)" in table.splitlines()[0]
+
+
+def test_compare_without_real_defects_leaves_the_defective_emd_undefined():
+    rows = compare_labels(np.zeros(3), {"ours": np.array([0.0, 0.2])})
+    assert rows[0]["emd_defective"] is None and rows[1]["emd_defective"] is None
+    assert rows[1]["emd_all"] == pytest.approx(0.2 / 2)  # half the mass moves by 0.2
+    assert "| real | 3 | 0.00 | 0.00 | – | 0.0000 | – |" in label_table_markdown(rows)
 
 
 def test_histogram_is_a_whole_png(tmp_path: Path):
