@@ -74,6 +74,7 @@ def named_files(settings: EdgeSettings, parts: Collection[str] = FILE_PARTS) -> 
     if "bundles" in parts:
         named += [("bundles.classifier", settings.bundles.classifier, True)]
         named += [("bundles.segmenter", settings.bundles.segmenter, True)]
+        named += [("bundles.watch_dir", settings.bundles.watch_dir, True)]
     if "mqtt" in parts:
         mqtt = settings.mqtt
         named.append(("mqtt.password_file", mqtt.password_file if mqtt.password is None else None, False))

@@ -316,6 +316,10 @@ class EventKind(str, Enum):
     """The broker accepts messages to a topic again after refusing some."""
     DOCTOR_PROBE = "doctor-probe"
     """``pump-edge doctor`` checking that the broker lets the station publish; ignore it."""
+    MODEL_RELOADED = "model-reloaded"
+    """A new bundle (or new thresholds) took over between two frames; ``reason`` names the versions."""
+    MODEL_REJECTED = "model-rejected"
+    """A new bundle or thresholds change was refused (``reason`` says why); the running models go on."""
 
 
 class EventSeverity(str, Enum):
@@ -341,6 +345,8 @@ EVENT_SEVERITY: dict[EventKind, EventSeverity] = {
     EventKind.FRAME_FAILED: EventSeverity.ERROR,
     EventKind.SOURCE_FAILED: EventSeverity.ERROR,
     EventKind.SOURCE_RESTARTED: EventSeverity.WARNING,
+    EventKind.MODEL_RELOADED: EventSeverity.INFO,
+    EventKind.MODEL_REJECTED: EventSeverity.WARNING,
 }
 """The usual severity of each event kind (what docs/mqtt.md lists); a sender may choose another."""
 
@@ -364,6 +370,94 @@ class EventMessage(BaseModel):
     retry_in_s: float | None = Field(None, ge=0, description="Seconds until the next retry; null if none planned.")
 
 
+# --- commands (operator/MES -> station) -----------------------------------------------------
+
+COMMAND_KINDS = ("reload", "thresholds")
+COMMAND_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+def command_topic(command: str, line: str, station: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """``{prefix}/{line}/{station}/cmd/{command}``, command one of ``reload``, ``thresholds``, ``ack``.
+
+    >>> command_topic("reload", "line1", "st2")
+    'pumpinspect/line1/st2/cmd/reload'
+    """
+    if command not in (*COMMAND_KINDS, "ack"):
+        raise ValueError(f"unknown command {command!r}; one of {', '.join((*COMMAND_KINDS, 'ack'))}")
+    _check_prefix(prefix)
+    _check_level("line", line)
+    _check_level("station", station)
+    return f"{prefix}/{line}/{station}/cmd/{command}"
+
+
+def command_filter(line: str, station: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """What a station subscribes to: its own ``cmd/#`` and nothing else."""
+    _check_prefix(prefix)
+    _check_level("line", line)
+    _check_level("station", station)
+    return f"{prefix}/{line}/{station}/cmd/#"
+
+
+class ReloadCommand(BaseModel):
+    """``cmd/reload``: run another bundle; QoS 1. Repeating a ``command_id`` never applies it twice."""
+
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Payload format version.")
+    command_id: str = Field(pattern=COMMAND_ID_PATTERN, description="Idempotency key chosen by the sender.")
+    bundle: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="Bundle folder on the station (absolute path), or a bundle version (or folder name) "
+        "looked up in the station's bundles.watch_dir.",
+    )
+
+
+class ThresholdsCommand(BaseModel):
+    """``cmd/thresholds``: new decision thresholds from the next frame on; QoS 1. Omitted fields keep their value."""
+
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Payload format version.")
+    command_id: str = Field(pattern=COMMAND_ID_PATTERN, description="Idempotency key chosen by the sender.")
+    decision: float | None = Field(
+        None, description="Classifier: a patch is flagged when its probability >= decision; 0.01 to 0.99."
+    )
+    pixel: float | None = Field(
+        None, description="Segmenter: a pixel is a defect when its probability > pixel; 0.01 to 0.99."
+    )
+    cascade: float | None = Field(
+        None, description="Classifier probability from which the segmenter looks at a patch; 0.01 to 0.99."
+    )
+
+
+THRESHOLD_RANGE = (0.01, 0.99)
+"""Bounds a thresholds command must stay within (a station checks them and names the field it refuses)."""
+
+
+class CommandOutcome(str, Enum):
+    """What a station did with a command."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class CommandAck(BaseModel):
+    """``cmd/ack``: the station's answer to each command (again for a repeated id); QoS 1, not retained."""
+
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Payload format version.")
+    command_id: str = Field(description="The id of the command answered (empty when the payload had none).")
+    command: str = Field(description="reload | thresholds | the unknown command's topic level.")
+    line: str = Field(pattern=LEVEL_PATTERN, description="Production line id.")
+    station: str = Field(pattern=LEVEL_PATTERN, description="Station id.")
+    time: AwareDatetime = Field(description="When the station answered.")
+    outcome: CommandOutcome = Field(description="accepted | rejected.")
+    reason: str = Field("", description="Why it was rejected, or what changed; for a human.")
+    repeated: bool = Field(False, description="True when this id was seen before: answered again, not applied again.")
+    models: ModelRefs = Field(default_factory=dict, description="Models in force after the command.")
+    thresholds: dict[str, float | None] = Field(
+        default_factory=dict, description="Thresholds in force after the command (decision, pixel, cascade)."
+    )
+
+
+COMMAND_MODELS: dict[str, type[BaseModel]] = {"reload": ReloadCommand, "thresholds": ThresholdsCommand}
+
 MESSAGE_MODELS: dict[str, type[BaseModel]] = {
     "status": StatusMessage,
     "result": ResultMessage,
@@ -371,6 +465,13 @@ MESSAGE_MODELS: dict[str, type[BaseModel]] = {
     "stats": StatsMessage,
     "event": EventMessage,
 }
+SCHEMA_MODELS: dict[str, type[BaseModel]] = {
+    **MESSAGE_MODELS,
+    "cmd_reload": ReloadCommand,
+    "cmd_thresholds": ThresholdsCommand,
+    "cmd_ack": CommandAck,
+}
+"""Every JSON payload with a schema file: ``docs/schemas/{key}.json`` (``cmd_x`` is topic ``cmd/x``)."""
 
 
 def alert_from_result(result: ResultMessage) -> AlertMessage:
@@ -422,11 +523,11 @@ def parse_message(kind: str, payload: bytes | str) -> BaseModel:
 def schema_documents() -> dict[str, dict[str, Any]]:
     """JSON Schema of every JSON payload, keyed by topic kind (what ``docs/schemas`` holds)."""
     documents = {}
-    for kind, model in MESSAGE_MODELS.items():
+    for kind, model in SCHEMA_MODELS.items():
         schema = model.model_json_schema()
         documents[kind] = {
             "$schema": JSON_SCHEMA_DIALECT,
-            "$id": f"{DEFAULT_PREFIX}/{kind}/v{SCHEMA_VERSION}",
+            "$id": f"{DEFAULT_PREFIX}/{kind.replace('cmd_', 'cmd/')}/v{SCHEMA_VERSION}",
             **schema,
         }
     return documents

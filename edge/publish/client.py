@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +44,7 @@ from edge.publish.sender import OutboxSender
 from edge.publish.status import StatusBoard
 from shared.messages import (
     EVENT_SEVERITY,
+    CommandAck,
     EventMessage,
     ResultMessage,
     StationState,
@@ -50,6 +52,8 @@ from shared.messages import (
     StatusMessage,
     Verdict,
     alert_from_result,
+    command_filter,
+    command_topic,
     make_result_id,
     station_topic,
 )
@@ -117,6 +121,7 @@ class MqttPublisher:
         self._outbox: Outbox | None = None
         self._link: BrokerLink | None = None
         self._sender: OutboxSender | None = None
+        self.on_command: Callable[[str, bytes], None] | None = None  # set before start: subscribes to own cmd/#
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -135,6 +140,7 @@ class MqttPublisher:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         self._set_will(client)
         self._link = BrokerLink(client)
         self._sender = OutboxSender(
@@ -290,6 +296,15 @@ class MqttPublisher:
         self._counts["events_skipped"] += 1
         return False
 
+    def publish_ack(self, ack: CommandAck) -> bool:
+        """Answer a command on ``cmd/ack`` at QoS 1, best effort like events (the sender may repeat the id)."""
+        properties = publish_properties(self.config, JSON_CONTENT_TYPE)
+        topic = command_topic("ack", self.line, self.station, self.config.topic_prefix)
+        if self._link is not None and self._link.publish(topic, ack.model_dump_json().encode(), 1, False, properties):
+            return True
+        self._counts["events_skipped"] += 1
+        return False
+
     def set_status(self, state: StationState | str, models: dict[str, str] | None = None) -> None:
         """Change the retained station state (published now if connected, else at the next birth)."""
         state = StationState(state)
@@ -441,6 +456,8 @@ class MqttPublisher:
             self._counts["connect_failures"] += 1
             self._link.set_state(LinkState.REFUSED, f"broker refused the connection: {reason_code}")
             return
+        if self.on_command is not None:  # only its own commands (the broker's ACL says the same); before the birth
+            client.subscribe(command_filter(self.line, self.station, self.config.topic_prefix), qos=1)
         self._link.up(birth=self._publish_status)
         self._counts["connects"] += 1
         depth = self.outbox_depth
@@ -487,6 +504,11 @@ class MqttPublisher:
             self._publish_notice(notice)
         if self._board.heartbeat_due():
             self._publish_status()
+
+    def _on_message(self, client, userdata, message) -> None:
+        command = message.topic.rsplit("/", 1)[-1]
+        if self.on_command is not None and command != "ack":  # its own acks come back through cmd/#
+            self.on_command(command, message.payload)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         if self._sender is not None:  # paho holds its message lock here: the sender only queues the ack

@@ -25,6 +25,12 @@ class BundlesConfig(BaseModel):
         description="Use the geometry the bundles were trained with instead of refusing bundles whose geometry "
         "differs from [geometry].",
     )
+    watch_dir: NonEmptyPath | None = Field(
+        None,
+        description="Folder watched for new bundle versions, each a complete bundle folder renamed into place "
+        "(names starting with '.' are ignored); cmd/reload also resolves a bare version here. None: not watched.",
+    )
+    watch_interval_s: float = Field(2.0, ge=0.1, le=600, description="How often watch_dir is scanned (s).")
 
 
 Backpressure = Literal["auto", "drop-oldest", "block"]

@@ -33,8 +33,10 @@ from edge.config import EdgeSettings
 from edge.postprocess import Thresholds, render_defect_map
 from edge.publish.broker import ensure_broker
 from edge.publish.client import MqttPublisher
+from edge.publish.commands import CommandDesk
 from edge.runtime.frames import FrameQueue
 from edge.runtime.inspector import Inspection, Inspector, TileCrops, open_inspector
+from edge.runtime.reload import BundleWatcher, ModelReloader
 from edge.runtime.startup import (
     check_source_exists,
     load_station_bundles,
@@ -123,6 +125,8 @@ class Station:
         self._building = False
         self.models: dict[str, str] = {}
         self.model_versions: dict[str, str] = {}
+        self.reloader: ModelReloader | None = None  # hot reload (edge/runtime/reload.py)
+        self.commands: CommandDesk | None = None
 
     # --- start-up ------------------------------------------------------------------------
 
@@ -173,6 +177,16 @@ class Station:
                 config_hash=config_hash(settings.model_dump(mode="json")),
                 data_dir=self.data_dir,
             )
+            self.commands = CommandDesk(
+                settings.line_id,
+                settings.station_id,
+                {
+                    "reload": lambda command: self.reloader.reload_command(command),
+                    "thresholds": lambda command: self.reloader.thresholds_command(command),
+                },
+                publisher.publish_ack,
+            )
+            publisher.on_command = self.commands.submit  # subscribes to its own cmd/# on every connect
             publisher.start()  # raises OutboxBusy when another station holds this data_dir's outbox
             self.publisher = publisher  # only a started publisher is stopped (and sends stats) at shutdown
         kind = getattr(self.backend_config.kind, "value", self.backend_config.kind)
@@ -181,6 +195,14 @@ class Station:
             if self._building:
                 self._building = False
                 self._event(EventKind.ENGINE_READY, "TensorRT engine ready")
+            self.reloader = ModelReloader(
+                settings,
+                self.geometry,
+                self.bundles,
+                self.thresholds,
+                self._open_inspector,
+                lambda reason: self._event(EventKind.MODEL_REJECTED, reason),
+            )
         with startup_step(5, total, f"open source {settings.source.spec}"):
             check_source_exists(settings)
             self._open_source()
@@ -192,14 +214,21 @@ class Station:
         with startup_step(6, total, "start threads"):
             self._start_worker(self.worker)
             self._source_thread.start()
+            self.commands.start()
+            if settings.bundles.watch_dir is not None:
+                watch_dir, interval = settings.bundles.watch_dir, settings.bundles.watch_interval_s
+                BundleWatcher(watch_dir, interval, self._watched, self.stop_event).start()
             self.publisher.set_status(StationState.ONLINE, models=self.models)
 
-    def _open_inspector(self) -> Inspector:
+    def _open_inspector(
+        self, bundles: dict[str, LoadedBundle] | None = None, thresholds: Thresholds | None = None
+    ) -> Inspector:
+        """Backends for ``bundles`` (default: those in force, what a restarted worker gets)."""
         return open_inspector(
             self.tiler,
-            self.thresholds,
+            self.thresholds if thresholds is None else thresholds,
             self.settings.postprocess,
-            self.bundles,
+            self.bundles if bundles is None else bundles,
             lambda task, bundle: self._backend_factory(task, bundle, self.backend_config),
             cascade=self.settings.pipeline.cascade,
             warmup=self.settings.pipeline.warmup,
@@ -280,8 +309,31 @@ class Station:
         worker.thread = threading.Thread(target=self._worker_loop, args=(worker,), name="inference", daemon=True)
         worker.thread.start()
 
+    def _watched(self, path: Path) -> None:
+        self.reloader.reload(path)
+
+    def _take_generation(self, worker: _Worker) -> None:
+        """Between two frames: switch to the models (or thresholds) a reload prepared, if any."""
+        if self.reloader is None:
+            return
+        with self._publish_lock:  # the watchdog abandons a worker under this lock: an abandoned one takes nothing
+            generation = None if worker.abandoned else self.reloader.take()
+        if generation is None:
+            return
+        if generation.inspector is not None:
+            old, worker.inspector = worker.inspector, generation.inspector
+            old.close()
+        else:
+            worker.inspector.thresholds = generation.thresholds
+        self.bundles, self.thresholds, self.models = generation.bundles, generation.thresholds, generation.models
+        self.model_versions = {t: f"{b.manifest.name}@{b.manifest.version}" for t, b in self.bundles.items()}
+        log.info("model-reloaded: %s", generation.reason)
+        self.publisher.set_status(self.publisher.state, models=self.models)
+        self._event(EventKind.MODEL_RELOADED, generation.reason)
+
     def _worker_loop(self, worker: _Worker) -> None:
         while not worker.abandoned:
+            self._take_generation(worker)
             frame = self.queue.get(0.1)
             if frame is None:
                 if self.queue.closed:
@@ -525,12 +577,16 @@ class Station:
                 log.warning("%d queued frame(s) not inspected before the drain timeout", left)
         if self.worker is not None and self.worker.thread is not None:
             self.worker.thread.join(max(0.1, deadline - time.monotonic()))
+        if self.commands is not None:  # a command in progress ends (and is acknowledged) before the publisher stops
+            self.commands.stop()
         flushed = True
         if self.publisher is not None:
             self.publisher.publish_stats(self.stats_message())
             flushed = self.publisher.stop(timeout_s=max(1.0, deadline - time.monotonic()))
             if not flushed:
                 log.warning("%s: messages stay in the outbox for the next start", self.publisher.outbox_path)
+        if self.reloader is not None:
+            self.reloader.close()
         if self.worker is not None:
             self.worker.inspector.close()
         if self.store is not None:

@@ -204,6 +204,8 @@ def test_events_carry_kind_severity_and_optional_context():
         "publish-refused",
         "publish-accepted",
         "doctor-probe",
+        "model-reloaded",
+        "model-rejected",
     ]
     assert EVENT_SEVERITY[EventKind.PUBLISH_REFUSED] == EventSeverity.ERROR
     assert [s.value for s in EventSeverity] == ["info", "warning", "error"]
@@ -226,7 +228,7 @@ def test_ids_hashes_and_model_refs_are_stable_and_distinct():
 
 def test_checked_in_schema_files_equal_what_the_models_generate():
     documents = schema_documents()
-    assert set(documents) == {"status", "result", "alert", "stats", "event"}
+    assert set(documents) == {"status", "result", "alert", "stats", "event", "cmd_reload", "cmd_thresholds", "cmd_ack"}
     checked_in = sorted(path.stem for path in (REPO / "docs" / "schemas").glob("*.json"))
     assert checked_in == sorted(documents)
     for kind, document in documents.items():
@@ -237,7 +239,16 @@ def test_checked_in_schema_files_equal_what_the_models_generate():
 def test_the_regenerate_command_writes_every_schema(tmp_path, capsys):
     assert main([str(tmp_path)]) == 0
     written = sorted(path.name for path in tmp_path.iterdir())
-    assert written == ["alert.json", "event.json", "result.json", "stats.json", "status.json"]
+    assert written == [
+        "alert.json",
+        "cmd_ack.json",
+        "cmd_reload.json",
+        "cmd_thresholds.json",
+        "event.json",
+        "result.json",
+        "stats.json",
+        "status.json",
+    ]
     assert json.loads((tmp_path / "result.json").read_text())["$id"] == "pumpinspect/result/v1"
     assert "result.json" in capsys.readouterr().out
 
