@@ -19,10 +19,11 @@ import pytest
 
 from edge.backends import create_backend
 from edge.publish.broker import MosquittoBroker, find_mosquitto
+from edge.publish.watch import MessageCollector
 from edge.runtime.station import EXIT_OK, Station
 from shared.bundle import MANIFEST_NAME
 from shared.messages import CommandAck, CommandOutcome, EventKind, EventMessage, StationState, Verdict, command_topic
-from tests.integration.test_mqtt import broker, has_state, mes, results  # noqa: F401
+from tests.integration.test_mqtt import broker, has_state, mes, results, station_config  # noqa: F401
 from tests.integration.test_station import LINE, STATION, SlowBackend, bundles, settings_for  # noqa: F401
 
 pytestmark = [
@@ -46,11 +47,13 @@ def new_version(bundle: Path, target: Path, version: str) -> Path:
 class Operator:
     """An operator client: sends commands to the station, collects its acks."""
 
-    def __init__(self, broker: MosquittoBroker) -> None:  # noqa: F811
+    def __init__(self, broker: MosquittoBroker, user: str | None = None) -> None:  # noqa: F811
         self.acks: list[CommandAck] = []
         self._subscribed = threading.Event()
         self._cond = threading.Condition()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="operator-test")
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{user or 'operator'}-test")
+        if user is not None:
+            self.client.username_pw_set(user, PASSWORDS[user])
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.client.connect(broker.host, broker.port)
@@ -298,6 +301,55 @@ def test_a_worker_the_watchdog_restarts_after_a_reload_runs_the_reloaded_bundle(
     assert set(versions[:switch]) == {"threshold-classifier@0.1.0"}
     assert set(versions[switch:]) == {"threshold-classifier@0.2.0"}
     collector.stop()
+
+
+# --- who may command: a broker with passwords and the least-privilege ACL of issue 13 §4 -------------------
+
+PASSWORDS = {STATION: "station-pw", "operator": "operator-pw", "mes": "mes-pw"}
+STATION_TOPICS = ("status", "result", "alert", "defect_map", "stats", "event", "cmd/ack")
+
+
+def command_acl() -> str:
+    """The station reads only its own cmd/# and writes its topics and cmd/ack; operator commands; mes reads."""
+    lines = [f"user {STATION}", *(f"topic write pumpinspect/+/{STATION}/{kind}" for kind in STATION_TOPICS)]
+    lines += [f"topic read pumpinspect/+/{STATION}/cmd/#"]
+    lines += ["user operator", "topic write pumpinspect/+/+/cmd/#", "topic read pumpinspect/+/+/cmd/ack"]
+    lines += ["user mes", "topic read pumpinspect/#"]
+    return "\n".join([*lines, ""])
+
+
+def test_a_command_from_an_account_without_the_right_is_refused_by_the_broker(tmp_path, bundles):  # noqa: F811
+    acl = tmp_path / "acl"
+    acl.write_text(command_acl())
+    secured = MosquittoBroker(users=PASSWORDS, workdir=tmp_path / "acl-broker", extra_config=f"acl_file {acl}\n")
+    secured.start()
+    v2 = new_version(bundles[0], tmp_path / "classifier-0.2.0", "0.2.0")
+    mes_config = station_config(secured, tmp_path, username="mes", password=PASSWORDS["mes"])
+    collector = MessageCollector(mes_config, LINE, STATION, client_id="mes-acl", persistent=True).start()
+    operator, intruder = Operator(secured, "operator"), Operator(secured, "mes")
+    station_mqtt = station_config(secured, tmp_path, outbox_path=None, username=STATION, password=PASSWORDS[STATION])
+    pipeline = {"backpressure": "block", "drain_timeout_s": 10}
+    running = Running(
+        settings_for(secured, tmp_path, bundles, "synthetic:512x384", pipeline=pipeline, mqtt=station_mqtt)
+    )
+    try:
+        assert collector.wait_for(lambda m: len(results(m)) >= 3, 60)
+        intruder.send("reload", {"command_id": "from-mes", "bundle": str(v2)})  # mes may not write cmd/#
+        time.sleep(1.0)
+        assert not intruder.acks and not operator.acks  # the broker dropped it: the station never saw it
+        operator.send("reload", {"command_id": "from-operator", "bundle": str(v2)})
+        assert operator.ack("from-operator").outcome == CommandOutcome.ACCEPTED
+        assert [ack.command_id for ack in intruder.acks] == ["from-operator"]  # mes reads acks, its own got none
+        assert collector.wait_for(lambda m: "threshold-classifier@0.2.0" in classifier_versions(collector), 60)
+    finally:
+        code = running.stop()
+        operator.close()
+        intruder.close()
+        collector.stop()
+        secured.stop()
+    assert code == EXIT_OK
+    assert len(events(collector, EventKind.MODEL_RELOADED)) == 1
+    assert running.station.publisher.counters.rejected == 0  # every station topic, acks included, was allowed
 
 
 def wait_for(condition, timeout_s: float) -> bool:  # noqa: ANN001
