@@ -14,6 +14,11 @@ Python threads cannot be killed: a stuck worker is *abandoned* (it may never ret
 does, it publishes nothing) and a new worker with fresh backends takes over, within a
 restart budget; past the budget the station exits 1 so its supervisor (systemd, Docker)
 restarts the process.
+
+Models change without a restart (:mod:`edge.runtime.reload`): ``cmd/reload``, ``cmd/thresholds``
+(:mod:`edge.publish.commands`) or a bundle folder renamed into ``bundles.watch_dir`` prepare a new
+generation beside the running one; the worker takes it between two frames, and a worker the
+watchdog restarts gets the bundles in force then, not the start-up ones.
 """
 
 from __future__ import annotations
@@ -323,8 +328,7 @@ class Station:
         if generation.inspector is not None:
             old, worker.inspector = worker.inspector, generation.inspector
             old.close()
-        else:
-            worker.inspector.thresholds = generation.thresholds
+        worker.inspector.thresholds = generation.thresholds  # also a thresholds change that followed a reload
         self.bundles, self.thresholds, self.models = generation.bundles, generation.thresholds, generation.models
         self.model_versions = {t: f"{b.manifest.name}@{b.manifest.version}" for t, b in self.bundles.items()}
         log.info("model-reloaded: %s", generation.reason)
