@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shared.config import ConfigBool
+
 # tiny: ~20 CPU minutes at the tiny preset's ~35 img/s is ~40 kimg; a grid every 2 kimg shows progress.
 # paper: StyleGAN2-ADA's 25,000 kimg 'auto' run (GPU work), snapshots every 200 kimg as its default 50 ticks x 4.
 GAN_PRESETS: dict[str, dict[str, Any]] = {
@@ -73,9 +75,9 @@ class GanSettings(BaseModel):
         1.0, gt=0, le=1, description="semantic: share of training groups whose masks are used (half-and-half: 0.5)."
     )
     unlabelled_good: int = Field(
-        0, ge=0, description="semantic: add up to N good training patches as unlabelled images."
+        0, ge=0, le=10_000_000, description="semantic: add up to N good training patches as unlabelled images."
     )
-    unlabelled_line: bool = Field(
+    unlabelled_line: ConfigBool = Field(
         False, description="semantic: add the ingested origin=line patches as unlabelled images."
     )
 
