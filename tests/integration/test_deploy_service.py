@@ -133,3 +133,31 @@ def test_the_unit_runs_as_a_static_user_without_capabilities():
     assert unit["User"] == ["pump"] and "DynamicUser" not in unit
     assert unit["CapabilityBoundingSet"] == [] and unit["AmbientCapabilities"] == []
     assert unit["UMask"] == ["0077"] and unit["NoNewPrivileges"] == ["yes"]
+
+
+# --- the container images (read as text: no Docker here) --------------------------------------------
+
+DOCKERFILES = [REPO / "deploy" / "server" / "Dockerfile", REPO / "deploy" / "edge" / "Dockerfile.jetson"]
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", dockerfile.read_text(encoding="utf-8"))
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(word.upper(), rest.strip()) for word, _, rest in (line.partition(" ") for line in lines)]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_each_image_runs_its_entrypoint_as_a_non_root_user(dockerfile):
+    steps = instructions(dockerfile)
+    users = [args for name, args in steps if name == "USER"]
+    assert users and users[-1].split(":")[0] not in {"root", "0"}, users
+    last_user = max(i for i, (name, _) in enumerate(steps) if name == "USER")
+    assert all(name != "RUN" for name, _ in steps[last_user:]), "RUN after USER: root steps belong before it"
+
+
+def test_the_server_image_starts_from_a_cuda_pytorch_base():
+    steps = instructions(DOCKERFILES[0])
+    base = next(args for name, args in steps if name == "ARG" and args.startswith("BASE="))
+    assert re.fullmatch(r"BASE=pytorch/pytorch:2\.\d+\.\d+-cuda12\.\d+-cudnn9-runtime", base), base
+    assert ("FROM", "${BASE}") in steps
