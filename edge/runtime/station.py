@@ -30,7 +30,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from edge.backends import BackendConfig, BuildProgress, InferenceBackend, create_backend
@@ -40,7 +39,8 @@ from edge.publish.broker import ensure_broker
 from edge.publish.client import MqttPublisher
 from edge.publish.commands import CommandDesk
 from edge.runtime.frames import FrameQueue
-from edge.runtime.inspector import Inspection, Inspector, TileCrops, open_inspector
+from edge.runtime.inspector import Inspector, TileCrops, open_inspector
+from edge.runtime.messages import StationIdentity, error_result, event_message, inspection_result, now
 from edge.runtime.reload import BundleWatcher, ModelReloader
 from edge.runtime.startup import (
     check_source_exists,
@@ -56,11 +56,7 @@ from edge.store import StoreError, UncertainStore
 from edge.tiling import FrameTiler
 from shared.bundle import LoadedBundle
 from shared.messages import (
-    EVENT_SEVERITY,
     EventKind,
-    EventMessage,
-    PatchSummary,
-    ResultMessage,
     StationState,
     StatsMessage,
     Verdict,
@@ -79,10 +75,6 @@ EXIT_FAILED = 1  # the station failed (restart budget spent, frame source died f
 EXIT_OUTBOX_LEFT = 3  # --once: messages stay in the outbox (they go out at the next start)
 EXIT_FRAMES_FAILED = 4  # --once: at least one input could not be inspected (bad file, model error)
 EXIT_REFUSED = 5  # the broker refused messages (ACL): they wait as dead letters, nothing reached the MES
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass
@@ -372,7 +364,7 @@ class Station:
             seq, result_id = self.publisher.next_result_ids()
             defect_map, map_scale = None, 1.0  # rendered once, as an image; the publisher fits and encodes it once
             try:
-                result = self._result_message(inspection, seq, result_id)
+                result = inspection_result(inspection, self._identity(), seq, result_id)
                 if self.settings.mqtt.publishes_defect_map(result.verdict):
                     defect_map = render_defect_map(
                         frame.image, inspection.analysis, self.thresholds, self.settings.postprocess
@@ -381,7 +373,7 @@ class Station:
             except Exception as error:  # noqa: BLE001 - seq is taken: publish why it carries no verdict
                 reason = f"result could not be built: {error}"
                 self._count_failure(frame, reason)
-                result, defect_map = self._error_result(frame, seq, result_id, reason), None
+                result, defect_map = error_result(frame, self._identity(), seq, result_id, reason), None
             self.publisher.publish_result(result, defect_map, map_scale=map_scale)
         stages["publish"] = time.perf_counter() - started
         self.source.mark_done(frame)  # the result is in the outbox: a restart need not inspect this file again
@@ -424,65 +416,23 @@ class Station:
             if worker.abandoned:
                 return
             seq, result_id = self.publisher.next_result_ids()
-            self.publisher.publish_result(self._error_result(frame, seq, result_id, reason))
+            self.publisher.publish_result(error_result(frame, self._identity(), seq, result_id, reason))
         self.source.mark_done(frame)  # its (ERROR) result is in the outbox
 
-    def _error_result(self, frame: Frame, seq: int, result_id: str, reason: str) -> ResultMessage:
-        return ResultMessage(
-            result_id=result_id,
-            seq=seq,
+    def _identity(self) -> StationIdentity:
+        return StationIdentity(
             session=self.publisher.session,
             line=self.settings.line_id,
             station=self.settings.station_id,
-            frame_id=frame.frame_id,
-            source=frame.source,
-            captured_at=frame.captured_at,
-            processed_at=_now(),
-            frame_width_px=frame.width,
-            frame_height_px=frame.height,
-            verdict=Verdict.ERROR,
-            error=reason[:1000],
-            patches=PatchSummary(count=0, max_score=None, flagged=0),
-            latency_ms=max(0.0, 1000.0 * (time.monotonic() - frame.monotonic_s)),
-            models=self.models,
-        )
-
-    def _result_message(self, inspection: Inspection, seq: int, result_id: str) -> ResultMessage:
-        frame, analysis = inspection.frame, inspection.analysis
-        return ResultMessage(
-            result_id=result_id,
-            seq=seq,
-            session=self.publisher.session,
-            line=self.settings.line_id,
-            station=self.settings.station_id,
-            frame_id=frame.frame_id,
-            source=frame.source,
-            captured_at=frame.captured_at,
-            processed_at=_now(),
-            frame_width_px=frame.width,
-            frame_height_px=frame.height,
-            verdict=analysis.verdict,
-            defects=analysis.defect_messages(),
-            patches=analysis.patch_summary(),
-            latency_ms=max(0.0, 1000.0 * (time.monotonic() - frame.monotonic_s)),
             models=self.models,
         )
 
     def _event(self, kind: EventKind, reason: str, ref: str = "") -> None:
-        """Publish an event with the severity the shared table gives its kind (what docs/mqtt.md lists)."""
         if self.publisher is None:
             return
-        event = EventMessage(
-            line=self.settings.line_id,
-            station=self.settings.station_id,
-            time=_now(),
-            kind=kind.value,
-            severity=EVENT_SEVERITY[kind].value,
-            source=self.settings.source.name or self.settings.source.kind,
-            ref=ref,
-            reason=reason,
-        )
-        self.publisher.publish_event(event)
+        source = self.settings.source.name or self.settings.source.kind
+        line, station = self.settings.line_id, self.settings.station_id
+        self.publisher.publish_event(event_message(kind, reason, line=line, station=station, source=source, ref=ref))
 
     # --- supervision -----------------------------------------------------------------------
 
@@ -513,7 +463,7 @@ class Station:
             if stuck is not None:  # its seq is taken here, so the abandoned worker can never publish it
                 seq, result_id = self.publisher.next_result_ids()
                 reason = f"inspection stuck for > {timeout:.0f} s; worker restarted"
-                self.publisher.publish_result(self._error_result(stuck, seq, result_id, reason))
+                self.publisher.publish_result(error_result(stuck, self._identity(), seq, result_id, reason))
         self.stats.add("frames_dropped")  # the frame the stuck worker holds
         self.stats.add("worker_restarts")
         log.error("inference worker stuck for > %.0f s: abandoning it and starting a new one", timeout)
@@ -527,7 +477,7 @@ class Station:
         return StatsMessage(
             line=self.settings.line_id,
             station=self.settings.station_id,
-            timestamp=_now(),
+            timestamp=now(),
             uptime_s=self.stats.uptime_s,
             fps=self.stats.take_fps(),
             latency_p50_ms=p50,
