@@ -21,7 +21,7 @@ from training.data.patchset import load_patchset
 from training.data.splits import TEST, TRAIN
 from training.gan.checkpoint import LoadedGenerator
 from training.gan.features import FeatureExtractor, pixel_features
-from training.gan.label_eval import label_evaluation, sample_pairs
+from training.gan.label_eval import label_evaluation, real_defect_rows, sample_pairs
 from training.gan.loop import tile_images
 from training.gan.sample import SampleRequest, generate, resize_patch
 from training.metrics.generative import fid, kid
@@ -48,7 +48,7 @@ class EvalRequest:
 def real_defects(patches_dir: Path, split: str) -> np.ndarray:
     """uint8 [N, P, P] real defective patches of ``split`` (gray)."""
     patchset = load_patchset(patches_dir)
-    rows = [r for r in patchset.records if r.origin == "real" and r.has_defect and r.split == split]
+    rows = real_defect_rows(patchset, split)
     if len(rows) < 2:
         raise ValueError(f"{patches_dir}: {len(rows)} real defective {split} patches; FID/KID need at least 2")
     images = [patchset.read_image(r) for r in rows]

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from shared.masks import MASK_DEFECT
-from training.data.patchset import load_patchset
+from training.data.patchset import PatchRecord, PatchSet, load_patchset
 from training.gan.checkpoint import LoadedGenerator
 from training.gan.sample import SampleRequest, generate_pairs, label_mask, resize_patch
 from training.metrics.labels import compare_labels, defect_fractions, label_table_markdown, write_fraction_histogram
@@ -24,10 +24,15 @@ from training.outputs import write_bytes_atomic
 OVERLAY_COLOR_BGR = (40, 40, 255)
 
 
+def real_defect_rows(patchset: PatchSet, split: str) -> list[PatchRecord]:
+    """The real defective rows of ``split``: what generated patches and labels are compared with."""
+    return [r for r in patchset.records if r.origin == "real" and r.has_defect and r.split == split]
+
+
 def real_masks(patches_dir: Path, split: str) -> np.ndarray:
     """uint8 [N, P, P] product masks of ``split``'s real defective patches."""
     patchset = load_patchset(patches_dir)
-    rows = [r for r in patchset.records if r.origin == "real" and r.has_defect and r.split == split]
+    rows = real_defect_rows(patchset, split)
     if not rows:
         raise ValueError(f"{patches_dir}: no real defective {split} patches to compare generated labels with")
     return np.stack([patchset.read_mask(r) for r in rows])

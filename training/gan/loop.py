@@ -204,8 +204,7 @@ class _Batches:
 
     def preview(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """uint8 [count, H, W] real images for the run's reals.png."""
-        index = rng.integers(0, len(self.images), count)
-        return ((self.images[index, 0].cpu() + 1) * 127.5).round().to(torch.uint8).numpy()
+        return to_uint8(self.images[rng.integers(0, len(self.images), count)])
 
 
 # --- the loop -----------------------------------------------------------------------------------

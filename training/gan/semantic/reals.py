@@ -33,5 +33,6 @@ class PairedBatches:
 
     def preview(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """uint8 [count, H, W] labelled images for the run's reals.png."""
-        index = rng.integers(0, len(self.pair_images), count)
-        return ((self.pair_images[index, 0].cpu() + 1) * 127.5).round().to(torch.uint8).numpy()
+        from training.gan.loop import to_uint8  # here, not at the top: the loop imports the family registry
+
+        return to_uint8(self.pair_images[rng.integers(0, len(self.pair_images), count)])
