@@ -238,6 +238,33 @@ def ingest(
 
 
 @app.command()
+def label(
+    *,
+    patches_dir: Path = typer.Argument(..., metavar="PATCHES", help="Patch set holding ingested line patches."),
+    csv_file: Path = typer.Option(..., "--csv", help="CSV: id,label[,mask] (good/defect/a known class; mask PNG)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write the result as a new patch set (default: update PATCHES in place, atomically)."
+    ),
+    overwrite: bool = OverwriteOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check every row and report; write nothing."),
+) -> None:
+    """Label ingested line patches (origin=line) from a CSV: they become training rows of every later run.
+
+    Every row is checked first (unknown ids, other origins, bad labels or masks are refused with
+    the row number); then the patch set is rewritten atomically. Test and validation are unchanged.
+    """
+    from training.data.label import apply_labels
+
+    report = apply_labels(csv_file, patches_dir, out=out, overwrite=overwrite, dry_run=dry_run)
+    verb = "would label" if dry_run else "labelled"
+    _print_json(
+        f"{verb} {report['labelled']} line patches ({report['good']} good, {report['defect']} defect, "
+        f"{report['with_mask']} with a mask) in {report['out']}; {report['unlabelled_left']} still unlabelled",
+        report,
+    )
+
+
+@app.command()
 def demo(
     *,
     out: Path = typer.Argument(Path("demo-out"), help="Folder for every stage's output."),

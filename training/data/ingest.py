@@ -246,7 +246,7 @@ def _read_line_rows(root: Path) -> list[LinePatchRecord]:
     return read_rows(path, LinePatchRecord) if path.is_file() else []
 
 
-def _link_tree(source: Path, target: Path, skip: set[str]) -> None:
+def link_tree(source: Path, target: Path, skip: set[str]) -> None:
     """Hard-link (or copy) every file of ``source`` into ``target``, except the root names in ``skip``."""
     for folder, dirs, names in os.walk(source):
         relative = Path(folder).relative_to(source)
@@ -429,7 +429,7 @@ def ingest_export(
             line_meta.setdefault("base", {"path": str(patches_dir.resolve())})
         meta["line"] = line_meta
         with atomic_output_dir(target, overwrite=True if in_place else overwrite) as tmp:
-            _link_tree(patches_dir, tmp, {PATCHES_NAME, PATCHSET_META_NAME, LINE_META_NAME})
+            link_tree(patches_dir, tmp, {PATCHES_NAME, PATCHSET_META_NAME, LINE_META_NAME})
             (tmp / "images").mkdir(exist_ok=True)
             (tmp / "masks").mkdir(exist_ok=True)
             mask = np.full((patch_px, patch_px), MASK_IGNORE, np.uint8)
@@ -455,5 +455,6 @@ __all__ = [
     "LinePatchRecord",
     "ingest_export",
     "line_records",
+    "link_tree",
     "read_export",
 ]

@@ -40,7 +40,11 @@ class SplitRecords:
 
 
 def split_records(patchset: PatchSet, val_seed: int | None, val_fraction: float = 0.2) -> SplitRecords:
-    """Real rows by split; with ``val_seed`` the validation groups are re-drawn (test is kept)."""
+    """Real rows by split; with ``val_seed`` the validation groups are re-drawn (test is kept).
+
+    Line patches a person labelled (``pump-train label``: origin ``line``, split ``train``) join
+    the training rows whatever the seed; unlabelled line rows (split ``pool``) are in no split.
+    """
     real = [record for record in patchset.records if record.origin == PatchOrigin.REAL.value]
     if not real:
         raise ValueError(f"{patchset.root}: no real patches (is this a synthetic pool?)")
@@ -51,10 +55,16 @@ def split_records(patchset: PatchSet, val_seed: int | None, val_fraction: float 
     rows = {TRAIN: [], VAL: [], TEST: []}
     for record in real:
         rows[split_of_group[record.group]].append(record)
+    rows[TRAIN].extend(labelled_line_records(patchset))
     for name, selected in rows.items():
         if not selected:
             raise ValueError(f"{patchset.root}: the {name} split is empty")
     return SplitRecords(rows[TRAIN], rows[VAL], rows[TEST])
+
+
+def labelled_line_records(patchset: PatchSet) -> list[PatchRecord]:
+    """Line patches a person labelled (``pump-train label``): training rows of every run."""
+    return [r for r in patchset.records if r.origin == PatchOrigin.LINE.value and r.split == TRAIN]
 
 
 def defective(records: list[PatchRecord]) -> list[PatchRecord]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from training.data.library import labelled_line_records
 from training.data.patchset import PatchOrigin, PatchRecord, PatchSet, load_patchset
 from training.data.splits import TRAIN
 
@@ -88,7 +89,10 @@ def select_records(patchset: PatchSet, pools: list[PatchSet]) -> tuple[list[tupl
     split_of_group = {r.group: r.split for r in real}
     train_groups = {g for g, s in split_of_group.items() if s == TRAIN}
     chosen = [(patchset, r) for r in real if r.split == TRAIN and r.has_defect]
+    line = [(patchset, r) for r in labelled_line_records(patchset) if r.has_defect]
     counts = {"real_train_defective": len(chosen), "pasted": 0, "pasted_dropped_not_train_group": 0}
+    counts["line_labelled_defective"] = len(line)
+    chosen += line
     counts["train_groups"] = len({r.group for _, r in chosen})
     for source in [patchset, *pools]:
         for r in source.records:

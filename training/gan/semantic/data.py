@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from shared.masks import MASK_DEFECT
-from training.data.patchset import PatchOrigin, load_patchset
+from training.data.patchset import PatchOrigin, PatchRecord, load_patchset
 from training.data.splits import TRAIN
 from training.gan.data import GanData, data_fingerprint, resize_square, select_records, to_gray
 
@@ -39,6 +39,11 @@ def binary_mask(mask: np.ndarray, size: int) -> np.ndarray:
     if defect.shape[0] != size:
         defect = cv2.resize(defect, (size, size), interpolation=cv2.INTER_AREA)
     return (defect >= MASK_THRESHOLD).astype(np.uint8)
+
+
+def group_of(record: PatchRecord) -> str:
+    """The real group a training row stands for (a pasted copy: its source defect's group)."""
+    return record.source_group if record.origin == PatchOrigin.PASTED.value else record.group
 
 
 def load_semantic_data(
@@ -60,14 +65,12 @@ def load_semantic_data(
     if not chosen:
         raise ValueError(f"{patches}: no defective training-split patches to train a SemanticGAN on")
     rng = np.random.default_rng([seed, 7])
-    groups = sorted({r.group if r.origin == PatchOrigin.REAL.value else r.source_group for _, r in chosen})
+    groups = sorted({group_of(r) for _, r in chosen})
     keep = max(1, math.ceil(labelled_fraction * len(groups)))
     labelled_groups = set(rng.permutation(groups)[:keep].tolist()) if keep < len(groups) else set(groups)
 
-    def group_of(record) -> str:
-        return record.group if record.origin == PatchOrigin.REAL.value else record.source_group
-
-    pair_rows = [(s, r) for s, r in chosen if group_of(r) in labelled_groups]
+    # a line patch labelled "defect" without a mask is an image, not a pair
+    pair_rows = [(s, r) for s, r in chosen if group_of(r) in labelled_groups and r.defect_fraction > 0]
     image_rows = list(chosen)
     if unlabelled_good:
         good = [
