@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -155,6 +156,49 @@ class Int8Model(BaseModel):
         return _plain_file_name(value)
 
 
+class BundleParent(BaseModel):
+    """``manifest.parent``: the bundle this one was retrained from (its lineage on the line)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="The parent's model name.")
+    version: str = Field(pattern=SEMVER_PATTERN, description="The parent's version.")
+    model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the parent's model file.")
+
+
+VERSION_PARTS = ("major", "minor", "patch")
+
+
+def _release(version: str) -> tuple[int, int, int]:
+    match = re.fullmatch(SEMVER_PATTERN, version)
+    if match is None:
+        raise ValueError(f"version {version!r} is not a semantic version (expected e.g. '1.2.0')")
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def next_version(version: str, part: str = "patch") -> str:
+    """``version`` with ``part`` raised and the parts after it zeroed (pre-release and build dropped).
+
+    ``0.1.0`` -> ``0.1.1`` (patch), ``0.2.0`` (minor), ``1.0.0`` (major). A pre-release
+    ``0.2.0-rc.1`` becomes its release ``0.2.0`` for a patch bump, as semver orders them.
+    """
+    if part not in VERSION_PARTS:
+        raise ValueError(f"version part {part!r}: choose one of {VERSION_PARTS}")
+    major, minor, patch = _release(version)
+    prerelease = "-" in version.split("+", 1)[0]
+    if part == "major":
+        return f"{major + 1}.0.0"
+    if part == "minor":
+        return f"{major}.{minor + 1}.0"
+    return f"{major}.{minor}.{patch if prerelease else patch + 1}"
+
+
+def version_key(version: str) -> tuple[int, int, int, int]:
+    """Sort key of a version by semver precedence of the release (a pre-release sorts before it)."""
+    major, minor, patch = _release(version)
+    return major, minor, patch, 0 if "-" in version.split("+", 1)[0] else 1
+
+
 class BundleManifest(BaseModel):
     """``bundle.json``: the contract between the exported model and the edge runtime."""
 
@@ -181,6 +225,9 @@ class BundleManifest(BaseModel):
     spec: dict[str, Any] = Field(description="Model spec that rebuilds the module in training.")
     int8: Int8Model | None = Field(
         None, description="Optional int8 (QDQ) copy of the model; absent: the bundle offers float32 only."
+    )
+    parent: BundleParent | None = Field(
+        None, description="The bundle this one was retrained from (`pump-train export --parent`); absent: none."
     )
 
     @field_validator("model_file")
@@ -236,8 +283,8 @@ def write_manifest(bundle_dir: Path, manifest: BundleManifest) -> Path:
     """Write ``bundle.json`` atomically (temp file + rename); returns its path."""
     path = Path(bundle_dir) / MANIFEST_NAME
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    # No int8 entry: no "int8" key either, so the file is what runtimes before the entry read.
-    exclude = {"int8"} if manifest.int8 is None else None
+    # Optional entries that are absent leave no key, so the file is what runtimes before them read.
+    exclude = {key for key in ("int8", "parent") if getattr(manifest, key) is None} or None
     tmp.write_text(json.dumps(manifest.model_dump(mode="json", exclude=exclude), indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path

@@ -42,6 +42,12 @@ PosWeightOpt = typer.Option(None, "--pos-weight", help="BCE weight of defect pat
 PoolOpt = typer.Option([], "--pool", help="Synthetic pool ORIGIN=DIR (repeatable), e.g. pasted=data/pasted.")
 EncoderOpt = typer.Option(None, "--encoder", help="smp encoder or preset name (cpu, thesis).")
 HealthyShareOpt = typer.Option(None, "--healthy-share", help="Share of healthy patches (0.5 = §4.3.4; default 0).")
+InitFromOpt = typer.Option(
+    None,
+    "--init-from",
+    help="Fine-tune: start from this run's model (its architecture; model flags are refused) and keep its "
+    "weights unless the fine-tune beats them on validation.",
+)
 ThresholdOpt = typer.Option(
     None, "--threshold", help="Pixel probability threshold (cpu preset: 0.5, then tuned on validation; thesis: 0.9)."
 )
@@ -78,6 +84,7 @@ def classifier_train(
         help="Oversample defects to the share they would have after adding the --augment patches (not added then).",
     ),
     init_weights: Path | None = typer.Option(None, "--init-weights", help="Start from a local state_dict/checkpoint."),
+    init_from: Path | None = InitFromOpt,
     width: float | None = typer.Option(None, "--width", help="Channel width multiplier (1.0 = torchvision)."),
     internal_px: int | None = typer.Option(None, "--internal-px", help="Size the backbone sees (64 on CPU)."),
     pooling: str | None = PoolingOpt,
@@ -120,22 +127,41 @@ def classifier_train(
     )
     if dry_run:
         return print_dry_run(settings, "classifier")
-    from training.train.single import train_classifier_command
+    from training.models.classifier import ClassifierSpec
+    from training.train.distributed import launched
+    from training.train.single import load_parent_run, train_classifier_command
 
     section = settings.classifier
-    result = train_classifier_command(
-        patches_dir=patches_dir,
-        out=out,
-        spec=section.model.spec(patch_px_of(patches_dir)),
-        schedule=section.schedule,
-        augment=augment,
-        pool=pool,
-        weighted=weighted_sampling,
-        init_weights=init_weights,
-        val_seed=val_seed,
-        progress=not quiet,
-    )
-    _print_result(result)
+    patch_px = patch_px_of(patches_dir)
+    spec = section.model.spec(patch_px)
+    parent = None
+    if init_from is not None:
+        _refuse_model_flags(width=width, internal_px=internal_px, pooling=pooling, input_norm=input_norm)
+        parent = load_parent_run(init_from, "classifier", patch_px)
+        spec = ClassifierSpec(**parent.checkpoint.spec)
+    with launched(section.schedule.device) as (group, device):
+        result = train_classifier_command(
+            patches_dir=patches_dir,
+            out=out,
+            spec=spec,
+            schedule=section.schedule.model_copy(update={"device": device}),
+            augment=augment,
+            pool=pool,
+            weighted=weighted_sampling,
+            init_weights=init_weights,
+            init_from=parent,
+            val_seed=val_seed,
+            progress=not quiet,
+            group=group,
+        )
+        if group.is_main:
+            _print_result(result)
+
+
+def _refuse_model_flags(**flags: object) -> None:
+    given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
+    if given:
+        raise typer.BadParameter(f"--init-from takes the architecture from its run; drop {', '.join(given)}")
 
 
 def segmenter_overrides(
@@ -155,6 +181,7 @@ def segmenter_train(
     encoder: str | None = EncoderOpt,
     healthy_share: float | None = HealthyShareOpt,
     threshold: float | None = ThresholdOpt,
+    init_from: Path | None = InitFromOpt,
     val_seed: int | None = typer.Option(None, "--val-seed", help="Re-draw validation groups with this seed."),
     preset: str | None = PresetOpt,
     iterations: int | None = IterOpt,
@@ -189,23 +216,36 @@ def segmenter_train(
     )
     if dry_run:
         return print_dry_run(settings, "segmenter")
-    from training.train.single import train_segmenter_command
+    from training.models.segmenter import SegmenterSpec
+    from training.train.distributed import launched
+    from training.train.single import load_parent_run, train_segmenter_command
 
     section = settings.segmenter
-    result = train_segmenter_command(
-        patches_dir=patches_dir,
-        out=out,
-        spec=section.model.spec(patch_px_of(patches_dir)),
-        schedule=section.schedule,
-        augment=augment,
-        pool=pool,
-        healthy_share=section.healthy_share,
-        threshold=section.threshold,
-        tune_threshold=section.tune_threshold,
-        val_seed=val_seed,
-        progress=not quiet,
-    )
-    _print_result(result)
+    patch_px = patch_px_of(patches_dir)
+    spec = section.model.spec(patch_px)
+    parent = None
+    if init_from is not None:
+        _refuse_model_flags(encoder=encoder)
+        parent = load_parent_run(init_from, "segmenter", patch_px)
+        spec = SegmenterSpec(**parent.checkpoint.spec)
+    with launched(section.schedule.device) as (group, device):
+        result = train_segmenter_command(
+            patches_dir=patches_dir,
+            out=out,
+            spec=spec,
+            schedule=section.schedule.model_copy(update={"device": device}),
+            augment=augment,
+            pool=pool,
+            healthy_share=section.healthy_share,
+            threshold=section.threshold,
+            tune_threshold=section.tune_threshold,
+            init_from=parent,
+            val_seed=val_seed,
+            progress=not quiet,
+            group=group,
+        )
+        if group.is_main:
+            _print_result(result)
 
 
 def export(
@@ -214,7 +254,13 @@ def export(
     bundle_dir: Path = typer.Argument(..., help="Bundle folder to create (model.onnx + bundle.json)."),
     patches: Path | None = typer.Option(None, "--patches", help="Patch set whose patches check ONNX parity."),
     name: str | None = typer.Option(None, "--name", help="Model name in the manifest."),
-    version: str = typer.Option("0.1.0", "--version", help="Semantic version of the bundle."),
+    version: str | None = typer.Option(
+        None, "--version", help="Semantic version of the bundle (default: the --parent's bumped, else 0.1.0)."
+    ),
+    parent: Path | None = typer.Option(
+        None, "--parent", help="The bundle this model was retrained from: recorded, and its version bumped."
+    ),
+    bump: str = typer.Option("patch", "--bump", help="Part of the parent's version to raise: patch, minor, major."),
     opset: int | None = typer.Option(None, "--opset", min=17, help="ONNX opset (default 17)."),
     overwrite: bool = typer.Option(False, "--overwrite"),
     quantize: str | None = typer.Option(
@@ -232,6 +278,8 @@ def export(
     """Export a trained model as an edge bundle; fails unless ONNX Runtime matches PyTorch (1e-3 on logits)."""
     if quantize not in (None, "int8"):
         raise typer.BadParameter(f"--quantize {quantize!r}: only 'int8' is supported")
+    if bump not in ("patch", "minor", "major"):
+        raise typer.BadParameter(f"--bump {bump!r}: choose patch, minor or major")
     if (quantize is None) != (calibration is None):
         raise typer.BadParameter("--quantize int8 and --calibration PATCHES go together")
     settings = load_train_settings(config, {"export": {"opset": opset}})
@@ -250,5 +298,7 @@ def export(
         atol=settings.export.atol,
         overwrite=overwrite,
         int8=Int8Request(calibration=calibration) if calibration is not None else None,
+        parent=parent,
+        bump=bump,
     )
     out_console.print_json(report.model_dump_json())

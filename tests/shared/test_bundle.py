@@ -234,3 +234,29 @@ def test_a_file_that_is_not_onnx_is_refused_by_the_model_check(tmp_path: Path):
     write_manifest(bundle, make_manifest(bundle / MODEL_NAME))
     with pytest.raises(BundleError, match="ONNX Runtime cannot load the model"):
         load_bundle(bundle)
+
+
+@pytest.mark.parametrize(
+    ("version", "part", "expected"),
+    [
+        ("0.1.0", "patch", "0.1.1"),
+        ("0.1.9", "minor", "0.2.0"),
+        ("1.4.2", "major", "2.0.0"),
+        ("0.2.0-rc.1", "patch", "0.2.0"),
+        ("1.0.0+build.7", "patch", "1.0.1"),
+    ],
+)
+def test_next_version_raises_one_part_and_zeroes_the_rest(version, part, expected):
+    from shared.bundle import next_version, version_key
+
+    assert next_version(version, part) == expected
+    assert version_key(expected) > version_key(version)
+
+
+def test_next_version_refuses_what_is_not_a_version():
+    from shared.bundle import next_version
+
+    with pytest.raises(ValueError, match="not a semantic version"):
+        next_version("v1", "patch")
+    with pytest.raises(ValueError, match="choose one of"):
+        next_version("1.0.0", "micro")

@@ -164,3 +164,36 @@ def test_a_checkpoint_the_edge_cannot_use_is_refused(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         export_bundle(tmp_path / "missing", tmp_path / "b3")
     assert not (tmp_path / "b1").exists() and not (tmp_path / "b2").exists()
+
+
+def test_a_retrained_bundle_records_its_parent_and_bumps_its_version(runs, exported, tmp_path: Path):
+    parent_dir, parent_report = exported["classifier"]
+    report = export_bundle(runs["classifier"], tmp_path / "v2", parent=parent_dir)
+    manifest = load_bundle(tmp_path / "v2").manifest
+    assert report.version == manifest.version == "1.0.1", "patch bump of the parent's 1.0.0"
+    assert manifest.parent is not None and manifest.parent.version == "1.0.0"
+    assert manifest.parent.model_sha256 == parent_report.model_sha256 and manifest.name == parent_report.name
+    minor = export_bundle(runs["classifier"], tmp_path / "v3", parent=parent_dir, bump="minor")
+    assert minor.version == "1.1.0"
+    first = json.loads((parent_dir / MANIFEST_NAME).read_text())
+    assert "parent" not in first, "a bundle without a parent has no parent key (older stations read it)"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"version": "1.0.0"}, "version 1.0.0 is not above the parent's 1.0.0; leave --version out for 1.0.1"),
+        ({"version": "0.9.9"}, "not above the parent's"),
+    ],
+)
+def test_a_version_at_or_below_the_parent_is_refused(runs, exported, tmp_path: Path, kwargs: dict, message: str):
+    with pytest.raises(ExportError, match=message):
+        export_bundle(runs["classifier"], tmp_path / "b", parent=exported["classifier"][0], **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_parent_of_another_task_is_refused(runs, exported, tmp_path: Path):
+    with pytest.raises(ExportError, match="is a segmenter bundle; this checkpoint is a classifier"):
+        export_bundle(runs["classifier"], tmp_path / "b", parent=exported["segmenter"][0])
+    with pytest.raises(ExportError, match="--parent"):
+        export_bundle(runs["classifier"], tmp_path / "b", parent=tmp_path / "nothing")

@@ -33,12 +33,16 @@ from shared.bundle import (
     OUTPUT_NAME,
     REPORT_NAME,
     SEMVER_PATTERN,
+    BundleError,
     BundleInput,
     BundleManifest,
     BundleOutput,
+    BundleParent,
     Int8Model,
     Normalization,
     load_bundle,
+    next_version,
+    version_key,
     write_manifest,
 )
 from shared.config import GeometryConfig
@@ -95,6 +99,7 @@ class ExportReport(BaseModel):
     dropped_metrics: list[str] = Field(description="Checkpoint metrics left out of the manifest (not finite numbers).")
     export_seconds: float = Field(description="Wall time of export and verification.")
     int8: Int8Model | None = Field(None, description="The int8 model and its parity report (--quantize int8).")
+    parent: BundleParent | None = Field(None, description="The bundle this one follows (--parent).")
 
 
 def export_bundle(
@@ -103,11 +108,13 @@ def export_bundle(
     *,
     patches: Path | None = None,
     name: str | None = None,
-    version: str = "0.1.0",
+    version: str | None = None,
     opset: int = 17,
     overwrite: bool = False,
     atol: float = 1e-3,
     int8: Int8Request | None = None,
+    parent: Path | None = None,
+    bump: str = "patch",
 ) -> ExportReport:
     """Export a training run's checkpoint as a verified bundle folder.
 
@@ -116,14 +123,19 @@ def export_bundle(
     written) when the checkpoint lacks what the edge needs or parity exceeds ``atol``.
     ``int8`` adds a statically quantised model, refused like a parity failure when its
     test metrics fall too far (:mod:`training.export.quantize`).
+
+    ``parent`` (the bundle the line runs now, which this model was retrained from) is recorded
+    in the manifest; without ``version`` the new version is the parent's with ``bump`` raised
+    (``0.1.0`` -> ``0.1.1``), and a given ``version`` must be above the parent's. Without a
+    parent the default version is ``0.1.0``.
     """
     started = time.perf_counter()
     checkpoint = load_checkpoint(model_dir)
     source = Path(model_dir)
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old; the edge needs >= {MIN_OPSET}")
-    if not re.fullmatch(SEMVER_PATTERN, version):
-        raise ExportError(f"version {version!r} is not a semantic version (expected e.g. '1.2.0')")
+    lineage = _parent(Path(parent), checkpoint.task) if parent is not None else None
+    version = _version(version, lineage, bump)
     geometry = _geometry(checkpoint, source)
     model_input = _model_input(checkpoint, source, geometry)
     samples, sample_source = _parity_inputs(patches, model_input.channels, model_input.height_px)
@@ -146,7 +158,7 @@ def export_bundle(
             )
         manifest = BundleManifest(
             task=checkpoint.task,
-            name=name or checkpoint.name or checkpoint.task,
+            name=name or (lineage.name if lineage else None) or checkpoint.name or checkpoint.task,
             version=version,
             input=model_input,
             output=BundleOutput(
@@ -164,6 +176,7 @@ def export_bundle(
             created_at=datetime.now(timezone.utc),
             spec=dict(checkpoint.spec),
             int8=int8_model,
+            parent=lineage,
         )
         write_manifest(tmp, manifest)
         report = ExportReport(
@@ -184,12 +197,38 @@ def export_bundle(
             dropped_metrics=dropped,
             export_seconds=round(time.perf_counter() - started, 2),
             int8=int8_model,
+            parent=lineage,
         )
         write_json_atomic(tmp / REPORT_NAME, report.model_dump(mode="json"))
         # Self-check with the edge's loader before the rename: the renamed folder holds these same bytes,
         # and a failure here leaves no bundle (and keeps an existing one) behind.
         load_bundle(tmp, expected_geometry=geometry)
     return report
+
+
+def _parent(bundle_dir: Path, task: str) -> BundleParent:
+    """The lineage entry of the bundle a retrained model follows; it must be a bundle of the same task."""
+    try:
+        manifest = load_bundle(bundle_dir, check_model=False).manifest
+    except BundleError as error:
+        raise ExportError(f"--parent {bundle_dir}: {error}") from None
+    if manifest.task != task:
+        raise ExportError(f"--parent {bundle_dir} is a {manifest.task} bundle; this checkpoint is a {task}")
+    return BundleParent(name=manifest.name, version=manifest.version, model_sha256=manifest.model_sha256)
+
+
+def _version(version: str | None, parent: BundleParent | None, bump: str) -> str:
+    """The bundle's version: given (above the parent's), the parent's bumped, or 0.1.0."""
+    if version is None:
+        return next_version(parent.version, bump) if parent else "0.1.0"
+    if not re.fullmatch(SEMVER_PATTERN, version):
+        raise ExportError(f"version {version!r} is not a semantic version (expected e.g. '1.2.0')")
+    if parent is not None and version_key(version) <= version_key(parent.version):
+        raise ExportError(
+            f"version {version} is not above the parent's {parent.version}; "
+            f"leave --version out for {next_version(parent.version, bump)}"
+        )
+    return version
 
 
 def _geometry(checkpoint: Checkpoint, source: Path) -> GeometryConfig:

@@ -27,9 +27,10 @@ from pydantic import ValidationError
 from training.gan.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
 from training.gan.data import RUN_DATA_NAME, load_gan_data
 from training.gan.families import GanFamily, get_family
-from training.gan.loop import GRID_DIR, LoopOptions, init_process_group, train_gan
+from training.gan.loop import GRID_DIR, LoopOptions, train_gan
 from training.gan.settings import GanSettings
 from training.outputs import provenance, write_json_atomic
+from training.train.distributed import init_process_group
 from training.train.runtime import resolve_device, set_threads
 
 

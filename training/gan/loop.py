@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,7 @@ from training.gan.checkpoint import (
 )
 from training.gan.ema import update_ema
 from training.gan.families import GanFamily
+from training.train.distributed import ProcessGroup
 from training.train.runlog import RunLog
 
 STATS_NAME = "stats.jsonl"
@@ -69,40 +69,6 @@ class LoopOptions:
     grid_size: int = 8  # grid_size x grid_size fixed latents
     seed: int = 0
     progress: bool = True
-
-
-@dataclass(frozen=True)
-class ProcessGroup:
-    """This process's place in a (possibly one-process) run."""
-
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def init_process_group(device: str) -> tuple[ProcessGroup, str]:
-    """torch.distributed from torchrun's environment (WORLD_SIZE > 1): gloo on CPU, NCCL on CUDA.
-
-    Returns the group and this process's device (``cuda:LOCAL_RANK`` under torchrun on CUDA).
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return ProcessGroup(), device
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if on_cuda:
-        torch.cuda.set_device(local_rank)
-        device = f"cuda:{local_rank}"
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if on_cuda else "gloo")
-    return ProcessGroup(rank=rank, world_size=world), device
 
 
 # --- small steps --------------------------------------------------------------------------------

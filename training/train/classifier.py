@@ -30,8 +30,9 @@ from training.models.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpo
 from training.models.classifier import ClassifierSpec, create_classifier
 from training.train.augment import augment_batch
 from training.train.curves import plot_curves
+from training.train.distributed import SINGLE_PROCESS, ProcessGroup, shard, sync_buffers, wrap_for_processes
 from training.train.runlog import RunLog
-from training.train.runtime import Runtime, predict, start_runtime
+from training.train.runtime import Runtime, predict, start_runtime, weights_sha256
 from training.train.schedule import Schedule
 
 TRAIN_AUROC_SAMPLE = 3000
@@ -104,15 +105,33 @@ class DefectCellLoss:
     def _keep(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         self._features = output
 
-    def __call__(self, masks: np.ndarray) -> torch.Tensor:
+    def cells(self) -> torch.Tensor:
+        """The head's cell logits for the batch of the last forward pass."""
+        return self.head(self._features)
+
+    def __call__(self, masks: np.ndarray, cells: torch.Tensor | None = None) -> torch.Tensor:
         """The loss for the batch of the last forward pass (call it inside the same autocast)."""
-        logits = self.head(self._features).float()
+        logits = (self.cells() if cells is None else cells).float()
         targets = torch.from_numpy(defect_targets(masks))[:, None].to(self.device)
         return F.binary_cross_entropy_with_logits(logits, F.adaptive_max_pool2d(targets, logits.shape[-2:]))
 
     def close(self) -> None:
         self._hook.remove()
         self._features = None
+
+
+class _TrainingStep(nn.Module):
+    """What a training step runs, as one module (for DistributedDataParallel): the classifier and the cell head."""
+
+    def __init__(self, model: nn.Module, cell_loss: DefectCellLoss | None) -> None:
+        super().__init__()
+        self.model = model
+        self.head = cell_loss.head if cell_loss else None
+        self.cell_loss = cell_loss
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits = self.model(images)[:, 0]
+        return logits, (self.cell_loss.cells() if self.cell_loss else None)
 
 
 def _scores(model: torch.nn.Module, arrays: PatchArrays, device: torch.device) -> np.ndarray:
@@ -123,31 +142,46 @@ def train_classifier(
     data: ClassifierData,
     spec: ClassifierSpec,
     schedule: Schedule,
-    out_dir: Path,
+    out_dir: Path | None,
     *,
     context: dict | None = None,
     progress: bool = True,
     init_state: dict[str, torch.Tensor] | None = None,
+    init_strict: bool = False,
+    group: ProcessGroup = SINGLE_PROCESS,
 ) -> dict:
     """Train, keep the best validation weights, score test; writes model.pt, metrics.jsonl, curves.png.
 
     ``context`` carries what the checkpoint records besides the weights: ``geometry``,
-    ``data_fingerprint`` and the run's ``name``.
+    ``data_fingerprint`` and the run's ``name``. ``init_state``: start from these weights
+    (``init_strict``: all of them, a fine-tune of the same model, whose own validation score is
+    the one to beat; else the tensors that match, :func:`load_matching`).
+
+    With several processes (``group``, torchrun) every rank draws the same global batch and
+    trains on its shard under DistributedDataParallel; only rank 0 validates and writes
+    (``out_dir`` is ignored elsewhere) and returns the result; the other ranks return
+    ``rank`` and ``final_weights_sha256`` (equal on every rank).
     """
     context = context or {}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    main = group.is_main
+    if main:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
     runtime = start_runtime(
         seed=schedule.seed, device=schedule.device, threads=schedule.threads, precision=schedule.precision
     )
     rng, device = runtime.rng, runtime.device
+    part = shard(schedule.batch_size, group)
     model = create_classifier(spec)
     if init_state is not None:
-        load_matching(model, init_state)
+        if init_strict:
+            model.load_state_dict(init_state)
+        else:
+            load_matching(model, init_state)
     model = runtime.place(model)
     cell_loss = DefectCellLoss(model, runtime) if schedule.mask_loss > 0 else None
-    parameters = [*model.parameters(), *(cell_loss.head.parameters() if cell_loss else ())]
-    optimizer = torch.optim.AdamW(parameters, lr=schedule.lr, weight_decay=schedule.weight_decay)
+    step = wrap_for_processes(_TrainingStep(model, cell_loss), group, device)
+    optimizer = torch.optim.AdamW(step.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
     lr_schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=schedule.lr, total_steps=schedule.iterations, pct_start=0.15
     )
@@ -160,14 +194,25 @@ def train_classifier(
     if hint:
         warnings.warn(hint, RuntimeWarning, stacklevel=2)
     pos_weight = torch.tensor(schedule.pos_weight, device=device)
-    log = RunLog(out_dir / "metrics.jsonl")
+    log = RunLog(out_dir / "metrics.jsonl") if main else None
     val_labels = data.val.labels
     best: tuple[float, float] = (-1.0, -1.0)
     best_state, best_iteration, losses = None, 0, []
+
+    def validate(iteration: int) -> dict:
+        nonlocal best, best_state, best_iteration
+        metrics = classification_metrics(val_labels, _scores(model, data.val, device), 0.5)
+        key = (metrics["f1"], 0.0 if np.isnan(metrics["auroc"]) else metrics["auroc"])
+        if key > best:
+            best, best_iteration, best_state = key, iteration, copy.deepcopy(model.state_dict())
+        return metrics
+
+    if main and init_state is not None and init_strict:
+        validate(0)  # a fine-tune keeps its parent's weights unless it beats them on validation
     started = time.perf_counter()
-    bar = tqdm(range(1, schedule.iterations + 1), desc="classifier", unit="it", disable=not progress)
+    bar = tqdm(range(1, schedule.iterations + 1), desc="classifier", unit="it", disable=not (progress and main))
     for iteration in bar:
-        model.train()
+        step.train()
         batch = rng.choice(len(labels), size=schedule.batch_size, replace=True, p=probabilities)
         images, masks = augment_batch(
             data.train.images[batch],
@@ -177,23 +222,19 @@ def train_classifier(
             photometric=schedule.photometric_aug,
         )
         with runtime.autocast():
-            logits = model(runtime.tensor(images))[:, 0]
+            logits, cells = step(runtime.tensor(images[part]))
             loss = F.binary_cross_entropy_with_logits(
-                logits.float(), torch.from_numpy(labels[batch]).to(device), pos_weight=pos_weight
+                logits.float(), torch.from_numpy(labels[batch][part]).to(device), pos_weight=pos_weight
             )
             if cell_loss:
-                loss = loss + schedule.mask_loss * cell_loss(masks)
+                loss = loss + schedule.mask_loss * cell_loss(masks[part], cells)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         lr_schedule.step()
         losses.append(loss.item())
-        if iteration % schedule.val_every == 0 or iteration == schedule.iterations:
-            scores = _scores(model, data.val, device)
-            metrics = classification_metrics(val_labels, scores, 0.5)
-            key = (metrics["f1"], 0.0 if np.isnan(metrics["auroc"]) else metrics["auroc"])
-            if key > best:
-                best, best_iteration, best_state = key, iteration, copy.deepcopy(model.state_dict())
+        if main and (iteration % schedule.val_every == 0 or iteration == schedule.iterations):
+            metrics = validate(iteration)
             log.report("train/loss", float(np.mean(losses[-schedule.val_every :])))
             for name in ("f1", "auroc", "pr_auc", "precision", "recall"):
                 log.report(f"val/{name}", metrics[name])
@@ -204,8 +245,12 @@ def train_classifier(
     train_seconds = time.perf_counter() - started
     if cell_loss:
         cell_loss.close()
+    sync_buffers(model, group)
+    final = weights_sha256(model)
+    if not main:
+        return {"rank": group.rank, "final_weights_sha256": final}
     model.load_state_dict(best_state)
-    return _evaluate(
+    result = _evaluate(
         model,
         data,
         spec=spec,
@@ -215,6 +260,7 @@ def train_classifier(
         best_iteration=best_iteration,
         train_seconds=train_seconds,
     )
+    return {**result, "processes": group.world_size, "final_weights_sha256": final}
 
 
 def _evaluate(

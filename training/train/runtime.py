@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -122,3 +123,12 @@ def start_runtime(*, seed: int, device: str = "cpu", threads: int = 0, precision
     set_threads(threads)
     rng = seed_everything(seed)
     return Runtime(device=resolve_device(device), precision=precision, rng=rng)
+
+
+def weights_sha256(module: torch.nn.Module) -> str:
+    """sha256 over a module's state (names and values, in name order): equal iff the weights are bit-identical."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

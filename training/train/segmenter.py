@@ -26,8 +26,9 @@ from training.models.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpo
 from training.models.segmenter import SegmenterSpec, create_segmenter
 from training.train.augment import augment_batch
 from training.train.curves import plot_curves
+from training.train.distributed import SINGLE_PROCESS, ProcessGroup, shard, sync_buffers, wrap_for_processes
 from training.train.runlog import RunLog
-from training.train.runtime import predict, start_runtime
+from training.train.runtime import predict, start_runtime, weights_sha256
 from training.train.schedule import Schedule
 
 _IGNORE_TARGET = 2
@@ -73,37 +74,59 @@ def train_segmenter(
     data: SegmenterData,
     spec: SegmenterSpec,
     schedule: Schedule,
-    out_dir: Path,
+    out_dir: Path | None,
     *,
     context: dict | None = None,
     threshold: float = 0.9,
     tune_threshold: bool = False,
     progress: bool = True,
+    init_state: dict[str, torch.Tensor] | None = None,
+    group: ProcessGroup = SINGLE_PROCESS,
 ) -> dict:
     """Train, keep the best validation defect IoU, score test; writes model.pt, metrics.jsonl, curves.png.
 
     ``tune_threshold``: after training, the pixel threshold with the best validation defect IoU on
     :data:`THRESHOLD_GRID` replaces ``threshold`` for the test scores and the checkpoint.
+    ``init_state``: a fine-tune from these weights (all of them), which must beat them on validation.
+    Several processes (``group``): as :func:`training.train.classifier.train_classifier`.
     """
     context = context or {}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    main = group.is_main
+    if main:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
     runtime = start_runtime(
         seed=schedule.seed, device=schedule.device, threads=schedule.threads, precision=schedule.precision
     )
     rng, device = runtime.rng, runtime.device
-    model = runtime.place(create_segmenter(spec))
+    part = shard(schedule.batch_size, group)
+    model = create_segmenter(spec)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = runtime.place(model)
+    step = wrap_for_processes(model, group, device)
     dice = smp.losses.DiceLoss(mode="binary", from_logits=True, ignore_index=_IGNORE_TARGET)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
+    optimizer = torch.optim.AdamW(step.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
     lr_schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=schedule.lr, total_steps=schedule.iterations, pct_start=0.15
     )
-    log = RunLog(out_dir / "metrics.jsonl")
+    log = RunLog(out_dir / "metrics.jsonl") if main else None
     best, best_state, best_iteration, losses = -1.0, None, 0, []
+
+    def validate(iteration: int) -> dict:
+        nonlocal best, best_state, best_iteration
+        metrics = segmentation_metrics(data.val.masks, _probabilities(model, data.val, device), threshold)
+        score = -1.0 if np.isnan(metrics["defect_iou"]) else metrics["defect_iou"]
+        if score > best:
+            best, best_iteration, best_state = score, iteration, copy.deepcopy(model.state_dict())
+        return metrics
+
+    if main and init_state is not None:
+        validate(0)  # a fine-tune keeps its parent's weights unless it beats them on validation
     started = time.perf_counter()
-    bar = tqdm(range(1, schedule.iterations + 1), desc="segmenter", unit="it", disable=not progress)
+    bar = tqdm(range(1, schedule.iterations + 1), desc="segmenter", unit="it", disable=not (progress and main))
     for iteration in bar:
-        model.train()
+        step.train()
         batch = rng.choice(len(data.train), size=schedule.batch_size, replace=True)
         images, masks = augment_batch(
             data.train.images[batch],
@@ -113,24 +136,25 @@ def train_segmenter(
             photometric=schedule.photometric_aug,
         )
         with runtime.autocast():
-            logits = model(runtime.tensor(images))
-        loss = segmentation_loss(logits.float(), _targets(masks, device), dice)
+            logits = step(runtime.tensor(images[part]))
+        loss = segmentation_loss(logits.float(), _targets(masks[part], device), dice)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         lr_schedule.step()
         losses.append(loss.item())
-        if iteration % schedule.val_every == 0 or iteration == schedule.iterations:
-            metrics = segmentation_metrics(data.val.masks, _probabilities(model, data.val, device), threshold)
-            score = -1.0 if np.isnan(metrics["defect_iou"]) else metrics["defect_iou"]
-            if score > best:
-                best, best_iteration, best_state = score, iteration, copy.deepcopy(model.state_dict())
+        if main and (iteration % schedule.val_every == 0 or iteration == schedule.iterations):
+            metrics = validate(iteration)
             log.report("train/loss", float(np.mean(losses[-schedule.val_every :])))
             for name in ("defect_iou", "mean_iou", "patch_f1_k1"):
                 log.report(f"val/{name}", metrics[name])
             log.flush(iteration=iteration)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", val_iou=f"{metrics['defect_iou']:.3f}")
     train_seconds = time.perf_counter() - started
+    sync_buffers(model, group)
+    final = weights_sha256(model)
+    if not main:
+        return {"rank": group.rank, "final_weights_sha256": final}
     model.load_state_dict(best_state)
     val_probabilities = _probabilities(model, data.val, device)
     if tune_threshold:
@@ -151,6 +175,8 @@ def train_segmenter(
         "train_patches": len(data.train),
         "per_class_iou": per_class["iou"],
         "per_class_recall": per_class["recall"],
+        "processes": group.world_size,
+        "final_weights_sha256": final,
     }
     checkpoint = Checkpoint(
         task="segmenter",
@@ -160,7 +186,7 @@ def train_segmenter(
         geometry=context.get("geometry", {}),
         data_fingerprint=context.get("data_fingerprint", ""),
         class_names=["good", "defect"],
-        metrics={k: float(v) for k, v in result.items() if not isinstance(v, dict)},
+        metrics={k: float(v) for k, v in result.items() if isinstance(v, int | float)},
         name=context.get("name", "segmenter"),
     )
     save_checkpoint(out_dir / CHECKPOINT_NAME, checkpoint)

@@ -10,7 +10,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from training.gan.families import auto_batch_for_gpus, get_family
-from training.gan.loop import LoopOptions, ProcessGroup, train_gan
+from training.gan.loop import LoopOptions, train_gan
+from training.train.distributed import ProcessGroup
 
 from .conftest import TINY_TEST
 from .test_loop import blobs
