@@ -73,6 +73,9 @@ DEMO_SEGMENTER_SCHEDULE = Schedule(iterations=600, val_every=200, batch_size=16,
 DEMO_HEALTHY_SHARE = 0.25
 DEMO_VERDICT_RULE = "segmenter"
 DEMO_CASCADE = False  # the station segments every patch (pipeline.cascade, whose default is true)
+# the loop turn's fine-tune: an eighth of the first training at a third of its peak rate, from its weights
+DEMO_FINE_TUNE_SCHEDULE = DEMO_CLASSIFIER_SCHEDULE.model_copy(update={"iterations": 150, "val_every": 50, "lr": 1e-3})
+LOOP_FRAMES_BEFORE = 4  # line frames the loop turn's station judges on the old model before the new one appears
 LINE_CLEAN_FRAMES = 4  # line frames rendered with no defects: the station must judge them OK
 LINE_DEFECTIVE_FRAMES = 10  # line frames with planted defects (the demo's defects per frame, Poisson)
 
@@ -178,6 +181,9 @@ def run_demo(
     lines["edge"], edge_figures = _run_edge(out, settings, seed, progress)
     figures.update(edge_figures)
     clock.lap(lines, "edge")
+    lines["loop"], loop_figures = _loop_turn(out, settings, seed, progress)
+    figures.update(loop_figures)
+    clock.lap(lines, "loop")
     write_json_atomic(
         out / "demo.json",
         {
@@ -309,6 +315,31 @@ def write_line_frames(out: Path, synth: SynthConfig, seed: int, progress: bool =
     return out
 
 
+def demo_station_settings(out: Path, settings: TrainSettings, broker, *, data_dir: Path, source: dict, **extra):  # noqa: ANN001, ANN201
+    """The demo station's settings (edge.config.EdgeSettings): the demo's bundles, verdict rule and broker."""
+    from edge.config import EdgeSettings
+
+    bundles = {"classifier": out / "bundles" / "classifier", "segmenter": out / "bundles" / "segmenter"}
+    return EdgeSettings(
+        line_id="demo",
+        station_id="station1",
+        data_dir=data_dir,
+        geometry=settings.geometry,
+        bundles={**bundles, **extra.pop("bundles", {})},
+        source=source,
+        backend={"kind": "onnxruntime"},
+        pipeline={"cascade": DEMO_CASCADE},
+        postprocess={"verdict_rule": DEMO_VERDICT_RULE, "defect_map_style": "overlay"},
+        mqtt={
+            "host": broker.host,
+            "port": broker.port,
+            "outbox_path": data_dir / "outbox.sqlite3",
+            "defect_map_policy": "all",
+        },
+        **extra,
+    )
+
+
 def _run_edge(out: Path, settings: TrainSettings, seed: int, progress: bool) -> tuple[str, dict[str, float]]:
     """Fresh line frames through ``pump-edge run --once`` to an embedded broker, scored against the planted defects.
 
@@ -321,7 +352,6 @@ def _run_edge(out: Path, settings: TrainSettings, seed: int, progress: bool) -> 
 
     from rich.console import Console
 
-    from edge.config import EdgeSettings
     from edge.detection import outcome_table, read_planted_frames, score_result, summarize
     from edge.publish.broker import MosquittoBroker, find_mosquitto
     from edge.publish.watch import MessageCollector
@@ -335,23 +365,10 @@ def _run_edge(out: Path, settings: TrainSettings, seed: int, progress: bool) -> 
         )
     line = write_line_frames(out / "line", settings.synth, seed, progress)
     planted = {frame.frame_id: frame for frame in read_planted_frames(line)}
+    shutil.rmtree(out / "edge-data", ignore_errors=True)  # its uncertain patches feed the loop turn: this run's only
     with MosquittoBroker() as broker:
-        station_settings = EdgeSettings(
-            line_id="demo",
-            station_id="station1",
-            data_dir=out / "edge-data",
-            geometry=settings.geometry,
-            bundles={"classifier": out / "bundles" / "classifier", "segmenter": out / "bundles" / "segmenter"},
-            source={"spec": f"folder:{line / 'images'}"},
-            backend={"kind": "onnxruntime"},
-            pipeline={"cascade": DEMO_CASCADE},
-            postprocess={"verdict_rule": DEMO_VERDICT_RULE, "defect_map_style": "overlay"},
-            mqtt={
-                "host": broker.host,
-                "port": broker.port,
-                "outbox_path": out / "edge-data" / "outbox.sqlite3",
-                "defect_map_policy": "all",
-            },
+        station_settings = demo_station_settings(
+            out, settings, broker, data_dir=out / "edge-data", source={"spec": f"folder:{line / 'images'}"}
         )
         kinds = ("result", "alert", "defect_map")
         collector = MessageCollector(station_settings.mqtt, "demo", "station1", kinds=kinds).start()
@@ -421,6 +438,94 @@ def _run_edge(out: Path, settings: TrainSettings, seed: int, progress: bool) -> 
         "clean_frames": report.clean_frames,
         "clean_frames_ok": clean_ok,
         "region_recall": report.region_recall,
+    }
+    return text, figures
+
+
+def _loop_turn(out: Path, settings: TrainSettings, seed: int, progress: bool) -> tuple[str, dict[str, float]]:
+    """One turn of the closed loop on the demo's line (see :mod:`training.closed_loop`).
+
+    The uncertain patches the station logged are exported, ingested into a copy of the patch set,
+    labelled from the planted masks, and the classifier is fine-tuned from the deployed run; its
+    bundle, version 0.1.1 with 0.1.0 as parent, is exported into the watched bundle folder of a
+    station that meanwhile inspects the line frames again as they arrive: the first
+    :data:`LOOP_FRAMES_BEFORE` on 0.1.0, the rest on 0.1.1, none lost.
+    """
+    from edge.config import EdgeSettings
+    from edge.publish.broker import MosquittoBroker, find_mosquitto
+    from edge.store import UncertainStore
+    from training.closed_loop import planted_labels, reload_on_line
+    from training.data.ingest import ingest_export
+    from training.data.label import apply_labels
+    from training.export import export_bundle
+    from training.train.single import load_parent_run, train_classifier_command
+
+    if find_mosquitto() is None or not (out / "edge-data").is_dir():
+        return "skipped: needs the edge stage (mosquitto)", {}
+    loop = out / "loop"
+    shutil.rmtree(loop, ignore_errors=True)
+    loop.mkdir()
+    export = loop / "uncertain.tar.gz"
+    with UncertainStore.open(EdgeSettings().store, out / "edge-data", recover=False) as store:
+        exported = store.export(export)
+    if exported == 0:
+        return "skipped: the station logged no uncertain patch", {"loop_uncertain": 0}
+    ingested = ingest_export(export, out / "patches", out=loop / "patches")
+    labels = apply_labels(planted_labels(loop / "patches", out / "line", loop / "labels"), loop / "patches")
+    patch_px = settings.geometry.patch_px
+    parent = load_parent_run(out / "classifier", "classifier", patch_px)
+    pasted = load_patchset(out / "pasted")
+    schedule = DEMO_FINE_TUNE_SCHEDULE.model_copy(update={"seed": seed})
+    tuned = train_classifier_command(
+        patches_dir=loop / "patches",
+        out=loop / "classifier",
+        spec=ClassifierSpec(**parent.checkpoint.spec),
+        schedule=schedule,
+        augment=[f"pasted:{len(pasted.records)}"],
+        pool=[f"pasted={out / 'pasted'}"],
+        init_from=parent,
+        progress=progress,
+    )
+    watch, bundle = loop / "bundles", loop / "bundles" / "classifier-0.1.1"
+    watch.mkdir()
+    reports = []
+
+    def new_bundle() -> Path:
+        reports.append(
+            export_bundle(loop / "classifier", bundle, patches=loop / "patches", parent=out / "bundles" / "classifier")
+        )
+        return bundle
+
+    frames = sorted((out / "line" / "images").glob("*.png"))
+    with MosquittoBroker() as broker:
+        station = demo_station_settings(
+            out,
+            settings,
+            broker,
+            data_dir=loop / "edge-data",
+            source={"spec": f"folder:{loop / 'feed'}", "watch": True, "poll_s": 0.1, "settle_s": 0.0},
+            bundles={"watch_dir": watch, "watch_interval_s": 0.2},
+        )
+        seen = reload_on_line(station, frames, new_bundle=new_bundle, before=LOOP_FRAMES_BEFORE)
+    versions = [v.rsplit("@", 1)[-1] for v in seen.versions]
+    on_new = sum(v == reports[0].version for v in versions) if reports else 0
+    parent_auroc = parent.checkpoint.metrics.get("test_auroc", float("nan"))
+    text = (
+        f"{exported} uncertain patches exported, {ingested['added']} ingested, labelled from the planted masks "
+        f"({labels['good']} good, {labels['defect']} defect); classifier fine-tuned from its run "
+        f"({schedule.iterations} iterations, best at {tuned['best_iteration']}): test AUROC {parent_auroc:.3f} -> "
+        f"{tuned['test_auroc']:.3f}; bundle {reports[0].name} {reports[0].version} (parent 0.1.0) hot-reloaded "
+        f"into the running station: {len(versions)} of {len(frames)} frames judged, "
+        f"{len(versions) - on_new} on 0.1.0 then {on_new} on {reports[0].version} ({seen.switches} switch)"
+    )
+    figures = {
+        "loop_uncertain": exported,
+        "loop_labelled": labels["labelled"],
+        "loop_labelled_defect": labels["defect"],
+        "loop_frames": len(versions),
+        "loop_frames_on_new": on_new,
+        "loop_switches": seen.switches,
+        "loop_test_auroc": float(tuned["test_auroc"]),
     }
     return text, figures
 

@@ -12,7 +12,7 @@ import pytest
 from edge.publish.broker import find_mosquitto
 from shared.bundle import load_bundle
 from training.config import TrainSettings
-from training.pipeline import LINE_CLEAN_FRAMES, LINE_DEFECTIVE_FRAMES, run_demo
+from training.pipeline import LINE_CLEAN_FRAMES, LINE_DEFECTIVE_FRAMES, LOOP_FRAMES_BEFORE, run_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -46,3 +46,9 @@ def test_demo_learns_and_its_station_finds_the_planted_defects(tmp_path: Path):
     assert len(list((demo / "defect-maps").glob("*.png"))) == frames, "one defect-map overlay per line frame"
     detection = json.loads((demo / "edge-detection.json").read_text())
     assert detection["frame_recall"] == figures["frame_recall"] and len(detection["outcomes"]) == frames
+    # one turn of the closed loop: uncertain patches -> labels -> fine-tune -> 0.1.1 hot-reloaded
+    assert figures["loop_uncertain"] > 0 and figures["loop_labelled"] > 0, lines["loop"]
+    assert figures["loop_frames"] == frames and figures["loop_switches"] == 1, lines["loop"]
+    assert figures["loop_frames_on_new"] == frames - LOOP_FRAMES_BEFORE, lines["loop"]
+    manifest = load_bundle(demo / "loop" / "bundles" / "classifier-0.1.1").manifest
+    assert manifest.version == "0.1.1" and manifest.parent is not None and manifest.parent.version == "0.1.0"
