@@ -22,7 +22,9 @@ def gan_train(
     *,
     patches_dir: Path = typer.Argument(..., metavar="PATCHES", help="Real patch set (its train split's defects)."),
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run folder to create (or continue with --resume)."),
-    family: str | None = typer.Option(None, "--family", help="stylegan2 (default) or semantic (image + mask)."),
+    family: str | None = typer.Option(
+        None, "--family", help="stylegan2 (default), semantic (image + mask) or masked (defect painted into a mask)."
+    ),
     preset: str | None = typer.Option(None, "--preset", help="tiny (CPU, 64 px; default) or paper ('auto', 128 px)."),
     kimg: float | None = typer.Option(None, "--kimg", help="Train until this many thousand images (tiny: 40)."),
     snapshot_kimg: float | None = typer.Option(None, "--snapshot-kimg", help="Checkpoint + grid every N kimg."),
@@ -154,6 +156,16 @@ def gan_sample(
         out_console.print_json(json.dumps(resolved))
         return
     loaded = load_generator(run_dir, kimg=kimg, device=device)
+    if loaded.family == "masked":
+        from training.gan.masked.sample import write_masked_pool
+
+        if filter_classifier is not None or psi != 1.0 or patch_px is not None:
+            raise typer.BadParameter("masked runs sample at the patch size, unfiltered and untruncated")
+        summary = write_masked_pool(
+            loaded=loaded, out_dir=out_dir, count=count, seed=settings.seed, overwrite=overwrite, progress=not quiet
+        )
+        out_console.print_json(json.dumps(summary, default=float))
+        return
     side = patch_px or _training_patch_px(run_dir) or loaded.config.resolution
     request = SampleRequest(count=count, seed=settings.seed, psi=psi, patch_px=side, label_threshold=label_threshold)
     keep = classifier_filter(filter_classifier, min_score) if filter_classifier is not None else None
@@ -226,15 +238,30 @@ def gan_eval(
     loaded = load_generator(run_dir, kimg=kimg, device=device)
     real_dir = real or _trained_on(run_dir)
     extractor = classifier_features(classifier) if classifier is not None else inception_features(inception)
+    origin = get_family(loaded.family).origin
+    samples = None
+    eval_dir = out_dir or Path(run_dir) / "eval"
+    if loaded.family == "masked":
+        import numpy as np
+
+        from shared.masks import MASK_DEFECT
+        from training.gan.masked.sample import masked_samples, write_comparison_grid
+
+        images, masks, _, data = masked_samples(loaded, count, settings.seed)
+        samples = (images, (masks > 0).astype(np.uint8) * MASK_DEFECT)  # product values: 255 defect, 0 good
+        write_comparison_grid(loaded, data, eval_dir / "masked_vs_pasted.png", seed=settings.seed)
     report = evaluate_run(
         loaded=loaded,
         real=real_defects(real_dir, request.real_split),
         extractor=extractor,
         request=request,
-        out_dir=out_dir or Path(run_dir) / "eval",
+        out_dir=eval_dir,
         scale_reference=real_defects(real_dir, "train"),  # one unit for --real-split train and test
-        real_labels=real_masks(real_dir, request.real_split) if get_family(loaded.family).origin == "semgan" else None,
+        real_labels=real_masks(real_dir, request.real_split) if origin in ("semgan", "masked") else None,
+        samples=samples,
     )
+    if samples is not None:
+        report.setdefault("pictures", {})["masked_vs_pasted"] = str(eval_dir / "masked_vs_pasted.png")
     out_console.print_json(json.dumps(report, default=float))
 
 

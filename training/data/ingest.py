@@ -62,7 +62,7 @@ LINE_SPLIT = "pool"
 LINE_META_NAME = "line_patches.csv"
 MB = 1_000_000
 _MEMBER = re.compile(rf"^{PATCH_FOLDER}/[A-Za-z0-9._-]+\.png$")
-_SYNTHETIC_ORIGINS = {PatchOrigin.PASTED.value, PatchOrigin.GAN.value, PatchOrigin.SEMGAN.value}
+_SYNTHETIC_ORIGINS = {o.value for o in PatchOrigin} - {PatchOrigin.REAL.value, PatchOrigin.LINE.value}
 
 
 class IngestError(ManifestError):

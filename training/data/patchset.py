@@ -9,7 +9,7 @@ A patch set folder::
       masks/<id>.png    0 good, 255 defect, 64 ignore (padding past the image)
 
 ``origin`` says where a patch came from: ``real`` (cut from a dataset image), ``pasted``
-(defect-pasted augmentation), later ``gan``, ``semgan``, ``line``. Synthetic rows are for
+(defect-pasted augmentation), ``gan``, ``semgan``, ``masked`` (generated), ``line``. Synthetic rows are for
 training only; ``source_patch``/``source_group`` name the real defect a pasted patch
 carries, so a re-drawn validation split can drop pasted rows that would leak it.
 """
@@ -38,6 +38,7 @@ class PatchOrigin(str, Enum):
     PASTED = "pasted"
     GAN = "gan"
     SEMGAN = "semgan"
+    MASKED = "masked"
     LINE = "line"
 
 

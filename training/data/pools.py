@@ -1,4 +1,4 @@
-"""Synthetic pools: patch sets of one origin (``pasted``, ``gan``, ``semgan``) that feed training only.
+"""Synthetic pools: patch sets of one origin (``pasted``, ``gan``, ``semgan``, ``masked``) that feed training only.
 
 A pool is passed as ``--pool ORIGIN=DIR`` and drawn from with ``--augment ORIGIN:N`` (single
 runs) or an experiment method. Only rows whose destination and source groups are both

@@ -1,6 +1,6 @@
 """Methods: how an experiment arm's training data is made from the real split and the pools.
 
-A method names an augmentation *origin* (``pasted``, later ``gan``, ``semgan``) and/or
+A method names an augmentation *origin* (``pasted``, ``gan``, ``semgan``, ``masked``) and/or
 weighted sampling; :meth:`Method.assembly` turns it and a size into the arguments of
 :func:`training.data.assemble.assemble_run`, the same call a single run makes. Pools are
 patch sets passed as ``--pool NAME=DIR`` (:mod:`training.data.pools`; a name is its rows' origin
@@ -64,6 +64,18 @@ METHODS: dict[str, Method] = {
             "ours+ld",
             "real + SemanticGAN pairs, gradient to the image + distribution loss (thesis eq. 5)",
             augment_origins=("ours+ld",),
+            compare_with="pasted",
+        ),
+        Method(
+            "masked",
+            "real + mask-guided generator patches: a defect painted into a real background's mask",
+            augment_origins=("masked",),
+            compare_with="pasted",
+        ),
+        Method(
+            "masked+pasted",
+            "real + half mask-guided generator, half defect-pasted patches",
+            augment_origins=("masked", "pasted"),
             compare_with="pasted",
         ),
     )

@@ -64,12 +64,14 @@ def evaluate_run(
     out_dir: Path,
     scale_reference: np.ndarray | None = None,
     real_labels: np.ndarray | None = None,
+    samples: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> dict:
     """FID/KID of ``request.count`` samples vs ``real``; writes eval.json and the two grids into ``out_dir``.
 
     ``real_labels`` (masks; a generator that draws labels): also the label metrics of the same samples'
     masks against these real masks, the fraction histogram and the overlay grid (``label_eval``).
 
+    ``samples``: (images, masks) drawn by the caller instead of from latents (the masked family).
     ``scale_reference``: the patches whose features set the unit (default ``real``); the CLI passes
     the training split's defects, so values against the train and the test split share one unit.
     """
@@ -78,7 +80,10 @@ def evaluate_run(
         count=request.count, seed=request.seed, psi=request.psi, patch_px=side, label_threshold=request.label_threshold
     )
     labelled = real_labels is not None
-    if labelled:
+    if samples is not None:  # drawn by the caller (a generator that needs conditions: the masked family)
+        fakes, fake_masks = samples
+        fakes = np.stack([resize_patch(im, side) for im in fakes])
+    elif labelled:
         fakes, fake_masks = sample_pairs(loaded, sample_request)
     else:
         fakes = np.stack([resize_patch(im, side) for batch in generate(loaded, sample_request) for im in batch])

@@ -4,7 +4,8 @@ A family is a frozen :class:`GanFamily`: its key, the ``origin`` its samples car
 set, the ``[gan]`` sub-table holding its config overrides, and factories (config, networks,
 augment pipe, loss, Adam settings, sampler, multi-GPU scaling). The loop only ever calls these
 factories and the loss's ``accumulate_gradients(phase, ...)``; it never names an architecture.
-``stylegan2`` and ``semantic`` (SemanticGAN, image + mask) are registered here the same way.
+``stylegan2``, ``semantic`` (SemanticGAN, image + mask) and ``masked`` (a defect painted into a
+real background inside a given mask) are registered here the same way.
 
 Every family's config exposes the attributes listed in :class:`LoopConfig` (the loop reads
 them); anything else in it is the family's own business.
@@ -57,6 +58,8 @@ class GanFamily:
     load_data: Callable[..., Any] | None = None  # None: training.gan.data.load_gan_data (defect images only)
     fit_config: Callable[[Any, Any], Any] | None = None  # (cfg, GanData) -> cfg with data-derived values filled in
     batches: Callable[..., Any] | None = None  # (loop input, device, rng) -> object with next(batch); None: images
+    # (G_ema, batches, cfg) -> z -> grid module, for a family whose samples need conditions (backgrounds, masks)
+    grid_sampler: Callable[..., nn.Module] | None = None
 
 
 _REGISTRY: dict[str, GanFamily] = {}
@@ -194,3 +197,47 @@ def _semantic_family() -> GanFamily:
 
 
 register(_semantic_family())
+
+
+# --- masked (mask-guided defect generator) ----------------------------------------------------
+
+
+def _masked_family() -> GanFamily:
+    from training.gan.masked.build import adam_settings, build_loss, build_networks, grid_sampler
+    from training.gan.masked.config import PRESETS, MaskedGANConfig, preset
+    from training.gan.masked.data import load_masked_data
+    from training.gan.masked.reals import MaskedBatches
+
+    def config(name: str, overrides: Mapping[str, Any] | None = None) -> MaskedGANConfig:
+        return preset(name, **dict(overrides or {}))
+
+    def for_gpus(cfg: MaskedGANConfig, gpus: int) -> MaskedGANConfig:
+        """Per-GPU batch unchanged (the total grows with the GPUs); EMA ∝ total batch."""
+        return cfg if gpus <= 1 else cfg.model_copy(update={"ema_kimg": cfg.ema_kimg * gpus})
+
+    def load_data(patches, *, resolution: int, pasted=(), options: Mapping[str, Any] | None = None, seed: int = 0):
+        return load_masked_data(patches, resolution=resolution, pasted=tuple(pasted), options=dict(options or {}))
+
+    def no_latent_only_sampler(G: nn.Module, psi: float = 1.0, noise_mode: str = "const") -> nn.Module:
+        raise ValueError("the masked generator samples from backgrounds and masks, not from z alone: use `gan sample`")
+
+    return GanFamily(
+        key="masked",
+        origin="masked",
+        config_section="masked",
+        presets=tuple(PRESETS),
+        config=config,
+        parse_config=lambda data: MaskedGANConfig(**dict(data)),
+        build=build_networks,
+        augment=lambda cfg: None,
+        loss=build_loss,
+        optimizers=adam_settings,
+        sampler=no_latent_only_sampler,
+        for_gpus=for_gpus,
+        load_data=load_data,
+        batches=MaskedBatches,
+        grid_sampler=grid_sampler,
+    )
+
+
+register(_masked_family())

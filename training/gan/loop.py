@@ -271,7 +271,7 @@ def train_gan(
     batches = (family.batches or _Batches)(images, dev, rng)
 
     log = RunLog(run_dir / STATS_NAME if group.is_main else None)
-    sampler = family.sampler(G_ema)
+    sampler = family.grid_sampler(G_ema, batches, cfg) if family.grid_sampler else family.sampler(G_ema)
     if group.is_main and not resume:
         write_grid(sampler, grid_z, run_dir / GRID_DIR / "fakes-init.png")
         reals = batches.preview(options.grid_size**2, np.random.default_rng(options.seed))

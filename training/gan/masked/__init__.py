@@ -1,0 +1,1 @@
+"""Mask-guided defect generator (family ``masked``): learned pasting that keeps the real background."""

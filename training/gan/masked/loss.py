@@ -1,0 +1,141 @@
+"""The masked generator's losses on the loop's four phases.
+
+Per step the loop gives ``real`` (:class:`training.gan.masked.reals.MaskedBatches`) and latents z.
+The fakes: the first ``B − U`` are the real pairs repainted (G sees the pair with its hole
+filled), the last ``U = round(B · unpaired_fraction)`` good backgrounds with a moved real mask;
+each is composited (:func:`training.gan.masked.composite.composite`), so only the hole and its
+feathered rim are G's. The two discriminators see image ⊕ mask (global patch, local crop).
+
+* ``G_main``: softplus(−D(fake)) for both D's  +  ``rec_weight`` · L1 of the hole at z = 0 against
+  the real defect (paired only; alpha-weighted mean)  +  ``div_weight`` / (d + 1e-5), the
+  mode-seeking term (Mao et al. 2019): d = mean |paint(z1) − paint(z2)| over the hole / mean |z1 − z2|.
+* ``G_reg``: nothing (this family has no generator regulariser; the loop calls it at step 0 only).
+* ``D_main``: softplus(D(fake)) + softplus(−D(real)), both D's.
+* ``D_reg``: R1 = γ/2 · ‖∇ D(real image ⊕ mask)‖² w.r.t. the real image, both D's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+from training.gan.masked.composite import alpha_map, composite
+from training.gan.masked.config import MaskedGANConfig
+from training.gan.masked.networks import MaskedDiscriminators, MaskedGenerator, paint
+from training.gan.stylegan2.loss import _grads_only_for
+
+PHASES = ("G_main", "G_reg", "D_main", "D_reg")
+EPS = 1e-5
+
+
+class MaskedGANLoss:
+    """Owns the phases (see the module docstring); stateless between steps."""
+
+    def __init__(self, G: MaskedGenerator, D: MaskedDiscriminators, cfg: MaskedGANConfig) -> None:
+        self.G, self.D, self.cfg = G, D, cfg
+
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.cfg.precision == "bf16":
+            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def unpaired(self, batch: int) -> int:
+        return int(round(batch * self.cfg.unpaired_fraction))
+
+    def conditions(self, real: dict[str, torch.Tensor], batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(backgrounds, masks, alphas) of the fakes: the paired ones first, then the unpaired ones."""
+        paired = batch - self.unpaired(batch)
+        background = torch.cat([real["image"][:paired], real["background"][: batch - paired]])
+        mask = torch.cat([real["mask"][:paired], real["background_mask"][: batch - paired]])
+        return background, mask, alpha_map(mask, self.cfg.dilate_px, self.cfg.feather_px)
+
+    def paint(self, background, mask, alpha, z) -> torch.Tensor:  # noqa: ANN001
+        with self._autocast(z.device):
+            return paint(self.G, background, mask, alpha, z).float()
+
+    def run_D(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self._autocast(image.device):
+            global_map, local_map = self.D(image, mask)
+        return global_map.float(), local_map.float()
+
+    # --- phases ---------------------------------------------------------------------------------
+
+    def accumulate_gradients(
+        self, phase: str, real: dict[str, torch.Tensor], gen_z: torch.Tensor, gain: float = 1.0
+    ) -> dict[str, float]:
+        """Backward the phase's loss × ``gain`` into its network's ``.grad``; returns scalars to log."""
+        if phase == "G_main":
+            with _grads_only_for(self.G, self.D):
+                return self._g_main(real, gen_z, gain)
+        if phase == "G_reg":
+            return {}
+        if phase == "D_main":
+            with _grads_only_for(self.D, self.G):
+                return self._d_main(real, gen_z, gain)
+        if phase == "D_reg":
+            with _grads_only_for(self.D, self.G):
+                return self._d_reg(real, gain)
+        raise ValueError(f"unknown phase {phase!r}; valid: {PHASES}")
+
+    def _g_main(self, real: dict[str, torch.Tensor], z: torch.Tensor, gain: float) -> dict[str, float]:
+        batch = len(z)
+        background, mask, alpha = self.conditions(real, batch)
+        painted = self.paint(background, mask, alpha, z)
+        fake = composite(background, painted, alpha)
+        global_map, local_map = self.run_D(fake, mask)
+        terms = {"adv": F.softplus(-global_map).mean() + F.softplus(-local_map).mean()}
+        paired = batch - self.unpaired(batch)
+        if paired and (self.cfg.rec_weight > 0 or self.cfg.div_weight > 0):
+            pb, pm, pa = background[:paired], mask[:paired], alpha[:paired]
+            area = pa.sum().clamp_min(1.0)
+            if self.cfg.rec_weight > 0:
+                at_zero = self.paint(pb, pm, pa, torch.zeros_like(z[:paired]))
+                terms["rec"] = ((at_zero - real["image"][:paired]).abs() * pa).sum() / area * self.cfg.rec_weight
+            if self.cfg.div_weight > 0:
+                z2 = torch.randn_like(z[:paired])
+                other = self.paint(pb, pm, pa, z2)
+                spread = ((painted[:paired] - other).abs() * pa).sum() / area
+                distance = (z[:paired] - z2).abs().mean()
+                terms["div"] = self.cfg.div_weight / (spread / distance + EPS)
+        total = sum(terms.values())
+        total.mul(gain).backward()
+        return {f"Loss/G/{name}": float(value.item()) for name, value in terms.items()} | {
+            "Loss/G/loss": float(total.item()),
+            "Loss/scores/fake": float(global_map.mean().item()),
+        }
+
+    def _d_main(self, real: dict[str, torch.Tensor], z: torch.Tensor, gain: float) -> dict[str, float]:
+        with torch.no_grad():
+            background, mask, alpha = self.conditions(real, len(z))
+            fake = composite(background, self.paint(background, mask, alpha, z), alpha)
+        fake_global, fake_local = self.run_D(fake, mask)
+        real_global, real_local = self.run_D(real["image"], real["mask"])
+        loss_global = F.softplus(fake_global).mean() + F.softplus(-real_global).mean()
+        loss_local = F.softplus(fake_local).mean() + F.softplus(-real_local).mean()
+        (loss_global + loss_local).mul(gain).backward()
+        return {
+            "Loss/scores/fake": fake_global.mean().item(),
+            "Loss/scores/real": real_global.mean().item(),
+            "Loss/signs/real": real_global.mean(dim=[1, 2, 3]).sign().mean().item(),
+            "Loss/D/global": loss_global.item(),
+            "Loss/D/local": loss_local.item(),
+            "Loss/D/loss": (loss_global + loss_local).item(),
+        }
+
+    def _d_reg(self, real: dict[str, torch.Tensor], gain: float) -> dict[str, float]:
+        image = real["image"].detach().float().requires_grad_(True)
+        global_map, local_map = self.D(image, real["mask"])
+        score = global_map.mean(dim=[1, 2, 3]).sum() + local_map.mean(dim=[1, 2, 3]).sum()
+        (grads,) = torch.autograd.grad(score, image, create_graph=True)
+        penalty = grads.square().sum(dim=[1, 2, 3])
+        loss = penalty.mean() * (self.cfg.r1_gamma / 2)
+        loss.mul(gain).backward()
+        return {"Loss/r1_penalty": penalty.mean().item(), "Loss/D/reg": loss.item()}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        return None
