@@ -6,7 +6,7 @@ plus a latent z; it paints the hole, and the composite keeps every pixel outside
 pairs are real defective patches with their defect region filled in (``cv2.inpaint``); a
 global PatchGAN judges the whole patch and a local one a crop around the defect, both seeing the
 mask as a second channel. G's loss = adversarial (both D's) + ``rec_weight`` · L1 of the paired
-region at z = 0 + ``div_weight`` · mode-seeking term (two z, one mask: different defects).
+region at z = 0 − ``div_weight`` · a bounded diversity reward (two z, one mask: different defects).
 
 ``tiny`` trains on the patches at full patch resolution (128 px) on a CPU; ``paper`` is the GPU
 preset (wider, batch 32). The loop fields (``g_reg_interval``, ``augment_p``, ADA) are what the
@@ -44,7 +44,10 @@ class MaskedGANConfig(BaseModel):
     r1_gamma: float = Field(1.0, ge=0, description="R1 weight on both discriminators (w.r.t. real image ⊕ mask).")
     d_reg_interval: int = Field(16, ge=1, le=1_000_000, description="Lazy R1: every N steps, gain N.")
     rec_weight: float = Field(10.0, ge=0, description="L1 of the painted region vs the real defect at z = 0.")
-    div_weight: float = Field(1.0, ge=0, description="Mode-seeking: 1 / (region difference per latent distance).")
+    div_weight: float = Field(1.0, ge=0, description="Diversity: reward region difference per latent distance.")
+    div_tau: float = Field(
+        0.2, gt=0, le=10, description="Diversity is rewarded up to this difference per latent distance ([-1, 1] units)."
+    )
     dilate_px: int = Field(3, ge=0, le=64, description="The hole: defect mask grown by this many px.")
     feather_px: int = Field(2, ge=0, le=64, description="Soft border outside the hole (alpha 1 -> 0 over it).")
     ema_kimg: float = Field(5.0, ge=0, description="Half-life of the generator's EMA, kimg.")
