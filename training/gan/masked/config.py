@@ -38,8 +38,8 @@ class MaskedGANConfig(BaseModel):
     unpaired_fraction: float = Field(
         0.5, ge=0, lt=1, description="Share of fakes painted on good background patches with a moved real mask."
     )
-    lr_g: float = Field(2e-4, gt=0, le=1)
-    lr_d: float = Field(2e-4, gt=0, le=1)
+    lr_g: float = Field(5e-4, gt=0, le=1)
+    lr_d: float = Field(1e-3, gt=0, le=1)
     betas: tuple[float, float] = Field((0.0, 0.99), description="Adam betas of G and D.")
     r1_gamma: float = Field(1.0, ge=0, description="R1 weight on both discriminators (w.r.t. real image ⊕ mask).")
     d_reg_interval: int = Field(16, ge=1, le=1_000_000, description="Lazy R1: every N steps, gain N.")

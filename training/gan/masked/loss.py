@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from training.gan.masked.composite import alpha_map, composite
 from training.gan.masked.config import MaskedGANConfig
-from training.gan.masked.networks import MaskedDiscriminators, MaskedGenerator, paint
+from training.gan.masked.networks import MaskedDiscriminators, MaskedGenerator, crop, defect_crops, paint
 from training.gan.stylegan2.loss import _grads_only_for
 
 PHASES = ("G_main", "G_reg", "D_main", "D_reg")
@@ -61,6 +61,24 @@ class MaskedGANLoss:
             global_map, local_map = self.D(image, mask)
         return global_map.float(), local_map.float()
 
+    def region_weights(self, mask: torch.Tensor, global_map: torch.Tensor, local_map: torch.Tensor):  # noqa: ANN201
+        """Per-logit weights: the logits whose cell overlaps the grown defect (elsewhere real and fake are the
+        same background, so those logits can only guess: averaging them in drowns the signal)."""
+        grown = alpha_map(mask, self.cfg.dilate_px, self.cfg.feather_px).gt(0).float()
+        size = self.cfg.local_px
+        boxes = defect_crops(mask, size)
+        local = crop(grown, boxes, size)
+        weights = []
+        for region, logits in ((grown, global_map), (local, local_map)):
+            cells = F.adaptive_max_pool2d(region, logits.shape[-2:])
+            weights.append(cells / cells.sum(dim=[1, 2, 3], keepdim=True).clamp_min(1.0))
+        return weights
+
+    @staticmethod
+    def weighted(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Mean over samples of each sample's weighted mean over its logits."""
+        return (values * weights).sum(dim=[1, 2, 3]).mean()
+
     # --- phases ---------------------------------------------------------------------------------
 
     def accumulate_gradients(
@@ -86,7 +104,10 @@ class MaskedGANLoss:
         painted = self.paint(background, mask, alpha, z)
         fake = composite(background, painted, alpha)
         global_map, local_map = self.run_D(fake, mask)
-        terms = {"adv": F.softplus(-global_map).mean() + F.softplus(-local_map).mean()}
+        w_global, w_local = self.region_weights(mask, global_map, local_map)
+        terms = {
+            "adv": self.weighted(F.softplus(-global_map), w_global) + self.weighted(F.softplus(-local_map), w_local)
+        }
         paired = batch - self.unpaired(batch)
         if paired and (self.cfg.rec_weight > 0 or self.cfg.div_weight > 0):
             pb, pm, pa = background[:paired], mask[:paired], alpha[:paired]
@@ -113,8 +134,12 @@ class MaskedGANLoss:
             fake = composite(background, self.paint(background, mask, alpha, z), alpha)
         fake_global, fake_local = self.run_D(fake, mask)
         real_global, real_local = self.run_D(real["image"], real["mask"])
-        loss_global = F.softplus(fake_global).mean() + F.softplus(-real_global).mean()
-        loss_local = F.softplus(fake_local).mean() + F.softplus(-real_local).mean()
+        wf_global, wf_local = self.region_weights(mask, fake_global, fake_local)
+        wr_global, wr_local = self.region_weights(real["mask"], real_global, real_local)
+        loss_global = self.weighted(F.softplus(fake_global), wf_global) + self.weighted(
+            F.softplus(-real_global), wr_global
+        )
+        loss_local = self.weighted(F.softplus(fake_local), wf_local) + self.weighted(F.softplus(-real_local), wr_local)
         (loss_global + loss_local).mul(gain).backward()
         return {
             "Loss/scores/fake": fake_global.mean().item(),
