@@ -13,6 +13,7 @@ process's peak RSS.
     python benchmarks/gan_throughput.py --rows tiny64,tiny64-bf16 --steps 5
     python benchmarks/gan_throughput.py --modconv   # grouped vs scaled modulated conv, per layer
     python benchmarks/gan_throughput.py --rows semantic-tiny64,semantic-tiny64-dsem64,semantic-tiny64-b32 --steps 3
+    python benchmarks/gan_throughput.py --rows masked-tiny128,masked-paper128 --steps 3
 
 Reference (gan-reference.md §1, the official StyleGAN2-ADA code on this CPU type, idle, 'auto'
 at 128 px, grayscale, batch 32, no augment pipe, fp32, 2 threads): 0.23 images/s; narrowed to
@@ -51,6 +52,9 @@ ROWS: dict[str, tuple[dict, int]] = {
         0,
     ),
     "semantic-tiny64-b32": ({"family": "semantic", "preset": "tiny"}, 32),
+    # Mask-guided generator (family masked): U-Net painter + global/local PatchGAN at the patch size (128 px).
+    "masked-tiny128": ({"family": "masked", "preset": "tiny"}, 0),
+    "masked-paper128": ({"family": "masked"}, 8),
 }
 DEFAULT_ROWS = "paper128,w2048-128px,tiny128,w2048-64px,tiny64,tiny64-nchw,tiny64-bf16"
 # (batch, in, out, resolution, up) of single synthesis layers at the tiny and paper widths.
@@ -112,8 +116,9 @@ def _worker(name: str, threads: int, steps: int, seed: int, queue) -> None:  # n
     torch.manual_seed(seed)
     family, cfg, channels_last = _config(name)
     G, D = family.build(cfg)
-    G.synthesis.channels_last = channels_last
-    getattr(D, "img", D).channels_last = channels_last
+    if hasattr(G, "synthesis"):
+        G.synthesis.channels_last = channels_last
+        getattr(D, "img", D).channels_last = channels_last
     pipe = family.augment(cfg)
     if pipe is not None:
         pipe.p = AUGMENT_P
@@ -128,6 +133,17 @@ def _worker(name: str, threads: int, steps: int, seed: int, queue) -> None:  # n
     images = rng.integers(0, 256, (64, cfg.resolution, cfg.resolution), dtype=np.uint8)
     if family.batches is None:
         real = torch.randn(batch, cfg.img_channels, cfg.resolution, cfg.resolution)
+    elif family.key == "masked":  # pairs with a 16 px square defect each, backgrounds, any background allowed
+        masks = np.zeros(images.shape, np.uint8)
+        masks[:, 40:56, 40:56] = 1
+        data = {
+            "images": images,
+            "masks": masks,
+            "backgrounds": images,
+            "near_index": np.tile(np.arange(len(images)), len(images)),
+            "near_offsets": np.arange(len(images) + 1) * len(images),
+        }
+        real = family.batches(data, torch.device("cpu"), rng).next(batch)
     else:  # SemanticGAN: an unlabelled batch + labelled pairs with ~3 % defect pixels
         masks = (rng.random(images.shape) < 0.03).astype(np.uint8)
         data = {"images": images, "pair_images": images, "pair_masks": masks}
@@ -151,9 +167,26 @@ def _worker(name: str, threads: int, steps: int, seed: int, queue) -> None:  # n
     G.eval()
     with torch.no_grad():
         z = torch.randn(SAMPLE_BATCH, cfg.z_dim)
-        G(z)
+        if family.key == "masked":  # painting + composite, as `gan sample` does
+            from training.gan.masked.composite import alpha_map, composite
+            from training.gan.masked.networks import paint
+
+            backgrounds = torch.rand(SAMPLE_BATCH, 1, cfg.resolution, cfg.resolution) * 2 - 1
+            mask = torch.zeros_like(backgrounds)
+            mask[:, :, 40:56, 40:56] = 1
+            alpha = alpha_map(mask, cfg.dilate_px, cfg.feather_px)
+
+            def draw() -> None:
+                composite(backgrounds, paint(G, backgrounds, mask, alpha, z), alpha)
+
+        else:
+
+            def draw() -> None:
+                G(z)
+
+        draw()
         started = time.perf_counter()
-        G(z)
+        draw()
         sample_s = time.perf_counter() - started
     queue.put(
         {
@@ -180,11 +213,14 @@ def measure(name: str, threads: int, steps: int, seed: int) -> dict:
     cfg = result["config"]
     row = {"row": name, "family": result["family"], "resolution": cfg["resolution"], "batch": cfg["batch_size"]}
     row["precision"] = cfg["precision"]
-    row["channels"] = {
-        str(r): min(cfg["channel_base"] // r, cfg["channel_max"])
-        for r in (4, 8, 16, 32, 64, 128)
-        if r <= cfg["resolution"]
-    }
+    if "g_channels" in cfg:  # the masked family's U-Net: widths per level, full resolution first
+        row["channels"] = {str(cfg["resolution"] >> i): c for i, c in enumerate(cfg["g_channels"])}
+    else:
+        row["channels"] = {
+            str(r): min(cfg["channel_base"] // r, cfg["channel_max"])
+            for r in (4, 8, 16, 32, 64, 128)
+            if r <= cfg["resolution"]
+        }
     intervals = {"G_main": 1, "D_main": 1, "G_reg": cfg["g_reg_interval"], "D_reg": cfg["d_reg_interval"]}
     for stat in ("min", "median"):
         ms = result[f"ms_{stat}"]
