@@ -16,7 +16,9 @@ def build_networks(cfg: MaskedGANConfig) -> tuple[MaskedGenerator, MaskedDiscrim
     G = MaskedGenerator(
         resolution=cfg.resolution, z_dim=cfg.z_dim, channels=tuple(cfg.g_channels), img_channels=cfg.img_channels
     )
-    D = MaskedDiscriminators(img_channels=cfg.img_channels, channels=tuple(cfg.d_channels), local_px=cfg.local_px)
+    D = MaskedDiscriminators(
+        img_channels=cfg.img_channels, channels=tuple(cfg.d_channels), local_px=cfg.local_px, norm=cfg.d_norm
+    )
     return G, D
 
 

@@ -89,12 +89,15 @@ class MaskedGenerator(nn.Module):
 class PatchDiscriminator(nn.Module):
     """image ⊕ mask -> logit map (one logit per receptive field)."""
 
-    def __init__(self, in_channels: int, channels: tuple[int, ...]) -> None:
+    def __init__(self, in_channels: int, channels: tuple[int, ...], norm: str = "none") -> None:
         super().__init__()
         layers: list[nn.Module] = []
         cin = in_channels
-        for cout in channels:
-            layers += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), _act()]
+        for index, cout in enumerate(channels):
+            layers.append(nn.Conv2d(cin, cout, 4, stride=2, padding=1))
+            if norm == "instance" and index > 0:
+                layers.append(nn.InstanceNorm2d(cout, affine=True))
+            layers.append(_act())
             cin = cout
         layers.append(nn.Conv2d(cin, 1, 3, padding=1))
         self.body = nn.Sequential(*layers)
@@ -123,11 +126,11 @@ def crop(x: torch.Tensor, boxes: list[tuple[int, int]], size: int) -> torch.Tens
 class MaskedDiscriminators(nn.Module):
     """Global + local PatchGAN; ``forward`` returns both logit maps."""
 
-    def __init__(self, *, img_channels: int, channels: tuple[int, ...], local_px: int) -> None:
+    def __init__(self, *, img_channels: int, channels: tuple[int, ...], local_px: int, norm: str = "none") -> None:
         super().__init__()
         self.local_px = local_px
-        self.global_d = PatchDiscriminator(img_channels + 1, channels)
-        self.local_d = PatchDiscriminator(img_channels + 1, channels[:-1] or channels)
+        self.global_d = PatchDiscriminator(img_channels + 1, channels, norm)
+        self.local_d = PatchDiscriminator(img_channels + 1, channels[:-1] or channels, norm)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         stacked = torch.cat([image, mask * 2 - 1], dim=1)
