@@ -177,7 +177,7 @@ def _worker(name: str, threads: int, steps: int, seed: int, queue) -> None:  # n
             alpha = alpha_map(mask, cfg.dilate_px, cfg.feather_px)
 
             def draw() -> None:
-                composite(backgrounds, paint(G, backgrounds, mask, alpha, z), alpha)
+                composite(backgrounds, paint(G, backgrounds, mask, alpha, z=z), alpha)
 
         else:
 

@@ -90,7 +90,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _read_mask(csv_path: Path, row: int, name: str, patch_px: int, tile_px: int | None) -> np.ndarray:
+def _read_mask(csv_path: Path, row: int, name: str, *, patch_px: int, tile_px: int | None) -> np.ndarray:
     """The row's mask PNG at ``patch_px``, in the patch set's values; errors name the row."""
     path = Path(name) if Path(name).is_absolute() else csv_path.parent / name
     where = f"{csv_path}: row {row}: mask {name!r}"
@@ -150,7 +150,7 @@ def check_labels(csv_path: Path, patches_dir: Path) -> list[LabelRow]:
         if label not in allowed:
             raise LabelError(f"{where}: label {label!r}; expected good, defect or one of {sorted(classes)}")
         if mask_name:
-            mask = _read_mask(csv_path, number, mask_name, patch_px, tile_px.get(patch_id))
+            mask = _read_mask(csv_path, number, mask_name, patch_px=patch_px, tile_px=tile_px.get(patch_id))
         else:
             fill = MASK_GOOD if label == GOOD else MASK_IGNORE
             mask = np.full((patch_px, patch_px), fill, np.uint8)

@@ -54,7 +54,7 @@ class MaskedGANLoss:
 
     def paint(self, background, mask, alpha, z) -> torch.Tensor:  # noqa: ANN001
         with self._autocast(z.device):
-            return paint(self.G, background, mask, alpha, z).float()
+            return paint(self.G, background, mask, alpha, z=z).float()
 
     def run_D(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with self._autocast(image.device):

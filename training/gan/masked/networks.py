@@ -151,11 +151,11 @@ class MaskedSampler(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         index = torch.arange(len(z), device=z.device) % len(self.background)
         background, mask, alpha = self.background[index], self.mask[index], self.alpha[index]
-        painted = paint(self.G, background, mask, alpha, z)
+        painted = paint(self.G, background, mask, alpha, z=z)
         return torch.cat([composite(background, painted, alpha), mask * 2 - 1], dim=1)
 
 
-def paint(G: MaskedGenerator, background: torch.Tensor, mask: torch.Tensor, alpha: torch.Tensor, z: torch.Tensor):
+def paint(G: MaskedGenerator, background: torch.Tensor, mask: torch.Tensor, alpha: torch.Tensor, *, z: torch.Tensor):
     """G's painting of the hole of ``background`` (filled first, as in training)."""
     hole = hole_of(alpha)
     return G(fill_hole(background, hole), mask, hole, z)

@@ -84,7 +84,7 @@ def paint_conditions(
     backgrounds = data.backgrounds[[c.background for c in conditions]]
     masks = mask_tensor(np.stack([c.mask for c in conditions]).astype(np.float32), device)
     alpha = alpha_map(masks, cfg.dilate_px, cfg.feather_px)
-    painted = paint(G, to_tensor(backgrounds, device), masks, alpha, z.to(device))
+    painted = paint(G, to_tensor(backgrounds, device), masks, alpha, z=z.to(device))
     painted_u8 = ((painted[:, 0].float().cpu().numpy() + 1.0) * 127.5).clip(0, 255)
     alpha_np = alpha[:, 0].cpu().numpy()
     return np.stack([composite_uint8(b, p, a) for b, p, a in zip(backgrounds, painted_u8, alpha_np, strict=True)])
