@@ -4,27 +4,32 @@ The publisher's network thread only queues a command here; one thread of this de
 them in arrival order, so a reload that builds a TensorRT engine for minutes never blocks
 MQTT, and two commands never race. Every command is answered on ``cmd/ack``. Command ids make
 commands idempotent: a repeated id is answered again (``repeated: true``) with the first
-answer, never applied twice. The ids remembered are the last ``remember`` ones, in memory
-(a restart forgets them: resending an applied reload after a restart re-applies it, which
-loads the same bundle again and changes nothing).
+answer, never applied twice. The ids remembered are the last ``remember`` ones; with a
+``journal`` (the station's ``<data_dir>/commands.jsonl``) every answer is appended and fsynced
+before it is sent, and read back at start-up, so an id stays answered across a restart too (a
+QoS 1 command redelivered after a crash is not applied again). A torn last line (power cut) is
+skipped; the journal is rewritten (temp file, then rename) when it holds twice ``remember`` lines.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from shared.messages import COMMAND_MODELS, CommandAck, CommandOutcome
 
 log = logging.getLogger("pump.edge.commands")
+COMMAND_JOURNAL_NAME = "commands.jsonl"  # in the station's data_dir
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class CommandDesk:
         handlers: dict[str, Handler],
         send_ack: Callable[[CommandAck], object],
         remember: int = 1000,
+        journal: Path | None = None,
     ) -> None:
         self.line, self.station = line, station
         self._handlers, self._send_ack = handlers, send_ack
@@ -57,6 +63,48 @@ class CommandDesk:
         self._answers: OrderedDict[str, CommandAck] = OrderedDict()
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._journal = Path(journal) if journal is not None else None
+        self._journal_lines = 0
+        if self._journal is not None:
+            self._load_journal()
+
+    def _load_journal(self) -> None:
+        """The answers of earlier runs (the last ``remember``); a line that does not parse is skipped and logged."""
+        if not self._journal.is_file():
+            return
+        lines = self._journal.read_text(encoding="utf-8", errors="replace").splitlines()
+        for number, line in enumerate(lines, start=1):
+            try:
+                ack = CommandAck.model_validate_json(line)
+            except ValidationError:
+                log.warning("%s: line %d is not a command answer (a torn write?); skipped", self._journal, number)
+                continue
+            self._answers[ack.command_id] = ack
+            self._answers.move_to_end(ack.command_id)
+        while len(self._answers) > self._remember:
+            self._answers.popitem(last=False)
+        self._journal_lines = len(lines)
+        log.info("%s: %d command ids remembered from earlier runs", self._journal, len(self._answers))
+
+    def _record(self, ack: CommandAck) -> None:
+        """Append one answer, durably, before it is sent; compact when the journal has grown."""
+        if self._journal is None:
+            return
+        self._journal.parent.mkdir(parents=True, exist_ok=True)
+        if self._journal_lines >= 2 * self._remember:
+            tmp = self._journal.with_name(f".{self._journal.name}.tmp-{os.getpid()}")
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.writelines(answer.model_dump_json() + "\n" for answer in self._answers.values())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self._journal)
+            self._journal_lines = len(self._answers)
+            return
+        with open(self._journal, "a", encoding="utf-8") as handle:
+            handle.write(ack.model_dump_json() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._journal_lines += 1
 
     def submit(self, command: str, payload: bytes) -> None:
         """Queue one command (called from the MQTT network thread: never blocks)."""
@@ -100,6 +148,10 @@ class CommandDesk:
         self._answers[command_id] = ack
         while len(self._answers) > self._remember:
             self._answers.popitem(last=False)
+        try:
+            self._record(ack)
+        except OSError as error:  # a full disk must not stop the desk: the id is still remembered in memory
+            log.error("command journal %s: %s (the id is remembered until the station restarts)", self._journal, error)
         log.log(
             logging.INFO if result.accepted else logging.WARNING,
             "command %s %s %s: %s",

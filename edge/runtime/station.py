@@ -37,7 +37,7 @@ from edge.config import EdgeSettings
 from edge.postprocess import Thresholds, render_defect_map
 from edge.publish.broker import ensure_broker
 from edge.publish.client import MqttPublisher
-from edge.publish.commands import CommandDesk
+from edge.publish.commands import COMMAND_JOURNAL_NAME, CommandDesk
 from edge.runtime.frames import FrameQueue
 from edge.runtime.inspector import Inspector, TileCrops, open_inspector
 from edge.runtime.messages import StationIdentity, error_result, event_message, inspection_result, now
@@ -182,6 +182,7 @@ class Station:
                     "thresholds": lambda command: self.reloader.thresholds_command(command),
                 },
                 publisher.publish_ack,
+                journal=Path(settings.data_dir) / COMMAND_JOURNAL_NAME,
             )
             publisher.on_command = self.commands.submit  # subscribes to its own cmd/# on every connect
             publisher.start()  # raises OutboxBusy when another station holds this data_dir's outbox

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from edge.publish.commands import CommandDesk, CommandResult
 from shared.messages import CommandAck, CommandOutcome
 
 
-def make_desk(applied: list[str]) -> tuple[CommandDesk, list[CommandAck]]:
+def make_desk(applied: list[str], journal: Path | None = None) -> tuple[CommandDesk, list[CommandAck]]:
     def reload(command) -> CommandResult:  # noqa: ANN001
         applied.append(command.bundle)
         ok = command.bundle != "bad"
@@ -19,7 +20,8 @@ def make_desk(applied: list[str]) -> tuple[CommandDesk, list[CommandAck]]:
         return CommandResult(True, "ok", {}, {"decision": command.decision})
 
     sent: list[CommandAck] = []
-    return CommandDesk("l1", "s1", {"reload": reload, "thresholds": thresholds}, sent.append, remember=2), sent
+    handlers = {"reload": reload, "thresholds": thresholds}
+    return CommandDesk("l1", "s1", handlers, sent.append, remember=2, journal=journal), sent
 
 
 def payload(**fields: object) -> bytes:
@@ -75,3 +77,28 @@ def test_the_desk_thread_answers_queued_commands_in_order():
         desk.submit("reload", payload(command_id=f"r{index}", bundle=f"0.{index}.0"))
     desk.stop()
     assert [ack.command_id for ack in sent] == ["r0", "r1", "r2"] and applied == ["0.0.0", "0.1.0", "0.2.0"]
+
+
+def test_the_journal_keeps_answered_ids_across_a_restart_and_survives_a_torn_line(tmp_path: Path):
+    journal = tmp_path / "data" / "commands.jsonl"
+    applied: list[str] = []
+    desk, _ = make_desk(applied, journal)
+    desk.handle("reload", payload(command_id="r1", bundle="0.2.0"))
+    desk.handle("thresholds", payload(command_id="t1", decision=0.6))
+    with open(journal, "a", encoding="utf-8") as handle:
+        handle.write('{"schema_version": 1, "command_id": "torn')  # power cut mid-line
+    restarted, _ = make_desk(applied, journal)  # a new process: memory is empty, the journal is not
+    again = restarted.handle("reload", payload(command_id="r1", bundle="0.2.0"))
+    assert again.repeated and applied == ["0.2.0", "decision=0.6"], "a redelivered command is not applied again"
+    restarted.handle("reload", payload(command_id="r3", bundle="0.3.0"))
+    assert applied[-1] == "0.3.0"
+
+
+def test_the_journal_is_compacted_to_the_ids_it_remembers(tmp_path: Path):
+    journal = tmp_path / "commands.jsonl"
+    desk, _ = make_desk([], journal)
+    for index in range(9):  # remember=2: compacted whenever it holds 4 lines
+        desk.handle("thresholds", payload(command_id=f"c{index}", decision=0.6))
+    lines = journal.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 4 and [json.loads(line)["command_id"] for line in lines][-1] == "c8"
+    assert not list(tmp_path.glob(".commands.jsonl.tmp-*"))
