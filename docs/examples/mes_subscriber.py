@@ -133,6 +133,7 @@ class Subscriber:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self.done.set()  # from here on a disconnect is ours, not a lost link
         self.client.disconnect()
         self.client.loop_stop()
 
