@@ -34,6 +34,10 @@ apt_install() {
 if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
   apt_install mosquitto "MQTT broker for the edge tests" "the MQTT tests will be skipped"
 fi
+# docs/examples/mosquitto_sub.sh is tested with the real client.
+if ! command -v mosquitto_sub >/dev/null; then
+  apt_install mosquitto-clients "MQTT command-line clients" "the mosquitto_sub example test will be skipped"
+fi
 # The store's PostgreSQL tests start a throwaway server of their own (tests/postgres_server.py: initdb + pg_ctl on
 # a free loopback port, as an unprivileged user); they need only the server binaries, which Debian keeps in
 # /usr/lib/postgresql/<major>/bin. No default cluster: nothing else should listen on 5432 for the tests.

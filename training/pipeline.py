@@ -42,7 +42,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -442,6 +445,18 @@ def _run_edge(out: Path, settings: TrainSettings, seed: int, progress: bool) -> 
     return text, figures
 
 
+def _export_uncertain(data_dir: Path, archive: Path) -> int:
+    """What the station's operator runs, ``pump-edge export-uncertain``: the store stays the edge's own."""
+    command = [sys.executable, "-m", "edge.cli", "export-uncertain", str(archive), "--data-dir", str(data_dir)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"pump-edge export-uncertain failed ({result.returncode}): {result.stderr.strip()}")
+    found = re.search(r"exported (\d+) patches", result.stdout)
+    if found is None:
+        raise RuntimeError(f"pump-edge export-uncertain printed no count: {result.stdout.strip()!r}")
+    return int(found.group(1))
+
+
 def _loop_turn(out: Path, settings: TrainSettings, seed: int, progress: bool) -> tuple[str, dict[str, float]]:
     """One turn of the closed loop on the demo's line (see :mod:`training.closed_loop`).
 
@@ -451,9 +466,7 @@ def _loop_turn(out: Path, settings: TrainSettings, seed: int, progress: bool) ->
     station that meanwhile inspects the line frames again as they arrive: the first
     :data:`LOOP_FRAMES_BEFORE` on 0.1.0, the rest on 0.1.1, none lost.
     """
-    from edge.config import EdgeSettings
     from edge.publish.broker import MosquittoBroker, find_mosquitto
-    from edge.store import UncertainStore
     from training.closed_loop import planted_labels, reload_on_line
     from training.data.ingest import ingest_export
     from training.data.label import apply_labels
@@ -466,8 +479,7 @@ def _loop_turn(out: Path, settings: TrainSettings, seed: int, progress: bool) ->
     shutil.rmtree(loop, ignore_errors=True)
     loop.mkdir()
     export = loop / "uncertain.tar.gz"
-    with UncertainStore.open(EdgeSettings().store, out / "edge-data", recover=False) as store:
-        exported = store.export(export)
+    exported = _export_uncertain(out / "edge-data", export)
     if exported == 0:
         return "skipped: the station logged no uncertain patch", {"loop_uncertain": 0}
     ingested = ingest_export(export, out / "patches", out=loop / "patches")
