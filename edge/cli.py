@@ -245,7 +245,7 @@ def watch(
 ) -> None:
     """Follow stations like an MES would: statuses, results and alerts as a live table.
 
-    Without --broker: [mqtt] of the config (no mqtt.host: the station's embedded broker on 127.0.0.1:mqtt.port).
+    Without --broker: the config's mqtt section (no mqtt.host: the station's embedded broker on 127.0.0.1:mqtt.port).
     Exit 2 when no broker answers.
     """
     from edge.publish.watch import watch as watch_stations

@@ -359,8 +359,7 @@ class EventMessage(BaseModel):
     station: str = Field(pattern=LEVEL_PATTERN, description="Station id.")
     time: AwareDatetime = Field(description="When it happened.")
     kind: EventKind = Field(
-        description="frame-error | source-disconnected | source-connected | worker-stuck | worker-restarted"
-        " | store-error | engine-building | engine-ready."
+        description=" | ".join(kind.value for kind in EventKind) + " (docs/mqtt.md, deploy/README.md: what each means)."
     )
     severity: EventSeverity = Field(description="info | warning | error.")
     source: str = Field("", description="Frame source or component concerned (camera, folder, worker); may be empty.")
