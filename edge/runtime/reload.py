@@ -96,7 +96,10 @@ class ModelReloader:
     # --- commands -----------------------------------------------------------------------------
 
     def reload_command(self, command: ReloadCommand) -> CommandResult:
-        path = self.resolve(command.bundle)
+        try:
+            path = self.resolve(command.bundle)
+        except LookupError as error:
+            return self._reject(str(error))
         if path is None:
             return self._reject(f"bundle {command.bundle!r} not found (an absolute folder, or a version in watch_dir)")
         return self.reload(path)
@@ -122,19 +125,29 @@ class ModelReloader:
             )
 
     def resolve(self, bundle: str) -> Path | None:
-        """A bundle folder: an absolute path, or a folder name or manifest version in ``watch_dir``."""
+        """A bundle folder: an absolute path, or a folder name or manifest version in ``watch_dir``.
+
+        A folder name wins; a version must name one folder: raises LookupError when several bundles
+        (a classifier and a segmenter, say) carry it, since guessing could swap the wrong model.
+        """
         path = Path(bundle)
         if path.is_absolute():
             return path if path.is_dir() else None
         folder = self.settings.bundles.watch_dir
         if folder is None or not Path(folder).is_dir():
             return None
-        for child in sorted(Path(folder).iterdir()):
-            if child.name.startswith(".") or not child.is_dir():
-                continue
-            if child.name == bundle or _manifest_version(child) == bundle:
-                return child
-        return None
+        children = [c for c in sorted(Path(folder).iterdir()) if not c.name.startswith(".") and c.is_dir()]
+        named = [child for child in children if child.name == bundle]
+        if named:
+            return named[0]
+        versioned = [child for child in children if _manifest_version(child) == bundle]
+        if len(versioned) > 1:
+            names = ", ".join(child.name for child in versioned)
+            raise LookupError(
+                f"bundle {bundle!r} is ambiguous: {len(versioned)} folders of watch_dir have that "
+                f"version ({names}); name the folder"
+            )
+        return versioned[0] if versioned else None
 
     def reload(self, path: Path) -> CommandResult:
         """Validate and warm up the bundle at ``path`` beside the running models; offer it to the worker."""

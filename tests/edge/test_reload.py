@@ -63,6 +63,18 @@ def test_a_version_in_the_watch_dir_is_found_prepared_and_offered_once(setup):
     assert "not found" in rejected[-1]
 
 
+def test_a_version_two_bundles_share_is_refused_naming_them_and_a_folder_name_picks_one(setup):
+    reloader, classifier, watch, rejected = setup
+    segmenter = Path(str(reloader.settings.bundles.segmenter))
+    copy_as(classifier, watch / "classifier-0.2.0", "0.2.0")
+    copy_as(segmenter, watch / "segmenter-0.2.0", "0.2.0")
+    result = reloader.reload_command(ReloadCommand(command_id="r1", bundle="0.2.0"))
+    assert not result.accepted and "ambiguous" in result.reason
+    assert "classifier-0.2.0" in rejected[-1] and "segmenter-0.2.0" in rejected[-1] and reloader.take() is None
+    named = reloader.reload_command(ReloadCommand(command_id="r2", bundle="segmenter-0.2.0"))
+    assert named.accepted and reloader.take().bundles["segmenter"].manifest.version == "0.2.0", named.reason
+
+
 def test_a_thresholds_change_after_an_untaken_reload_keeps_its_backends_and_both_changes(setup):
     reloader, classifier, watch, _ = setup
     assert reloader.reload(copy_as(classifier, watch / "cls-next", "0.2.0")).accepted
