@@ -205,11 +205,17 @@ def _manifest_version(folder: Path) -> str | None:
 
 
 class BundleWatcher:
-    """Polls ``bundles.watch_dir``; a complete bundle folder that appears there is reloaded once."""
+    """Polls ``bundles.watch_dir``; a complete bundle folder that appears there is reloaded once.
 
-    def __init__(self, folder: Path, interval_s: float, reload: Callable[[Path], object], stop: threading.Event):
+    ``reload`` returns whether the bundle was taken. A rejected folder is tried again when its files
+    change and then stay unchanged for one poll: a folder copied in place (``cp -r``, not renamed)
+    can be seen half-written, and must not stay rejected once the copy completes.
+    """
+
+    def __init__(self, folder: Path, interval_s: float, reload: Callable[[Path], bool], stop: threading.Event):
         self.folder, self.interval_s, self._reload, self._stop = Path(folder), interval_s, reload, stop
         self._seen = self._entries()  # what is there at start-up is not new
+        self._rejected: dict[str, tuple[object, object]] = {}  # name -> (files when rejected, files at last poll)
         self._thread = threading.Thread(target=self._loop, name="bundle-watch", daemon=True)
 
     def start(self) -> None:
@@ -221,12 +227,37 @@ class BundleWatcher:
             return set()
         return {c.name for c in self.folder.iterdir() if not c.name.startswith(".") and (c / MANIFEST_NAME).is_file()}
 
+    def _files(self, name: str) -> object:
+        """What changes while a folder is being written: each file's name, size and modification time."""
+        try:
+            return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in (self.folder / name).iterdir())
+        except OSError:
+            return None
+
+    def poll(self) -> None:
+        """One scan: new folders are tried once; rejected ones again after their files changed and settled."""
+        entries = self._entries()
+        retry = []
+        for name, (when_rejected, last) in list(self._rejected.items()):
+            now = self._files(name) if name in entries else None
+            if now is None:
+                del self._rejected[name]  # gone
+            elif now != when_rejected and now == last:
+                retry.append(name)
+            else:
+                self._rejected[name] = (when_rejected, now)
+        for name in sorted(entries - self._seen) + retry:
+            self._seen.add(name)
+            log.info("bundle-watch: %s bundle folder %s", "changed" if name in retry else "new", self.folder / name)
+            files = self._files(name)
+            if self._reload(self.folder / name):
+                self._rejected.pop(name, None)
+            else:
+                self._rejected[name] = (files, files)
+
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                for name in sorted(self._entries() - self._seen):
-                    self._seen.add(name)
-                    log.info("bundle-watch: new bundle folder %s", self.folder / name)
-                    self._reload(self.folder / name)
+                self.poll()
             except Exception:  # noqa: BLE001 - a watcher error must not stop the line
                 log.exception("bundle-watch: scanning %s failed", self.folder)

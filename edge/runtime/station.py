@@ -307,8 +307,8 @@ class Station:
         worker.thread = threading.Thread(target=self._worker_loop, args=(worker,), name="inference", daemon=True)
         worker.thread.start()
 
-    def _watched(self, path: Path) -> None:
-        self.reloader.reload(path)
+    def _watched(self, path: Path) -> bool:
+        return self.reloader.reload(path).accepted
 
     def _take_generation(self, worker: _Worker) -> None:
         """Between two frames: switch to the models (or thresholds) a reload prepared, if any."""

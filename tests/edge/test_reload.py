@@ -117,3 +117,24 @@ def test_the_watcher_ignores_what_was_there_and_names_starting_with_a_dot(setup,
     assert watcher._entries() - watcher._seen == set()
     (watch / ".incoming").rename(watch / "new")
     assert watcher._entries() - watcher._seen == {"new"}
+
+
+def test_a_folder_copied_in_place_is_retried_once_its_files_settle(setup):
+    """``cp -r`` into watch_dir: the watcher may see the manifest before the model is complete."""
+    reloader, classifier, watch, rejected = setup
+    watcher = BundleWatcher(watch, 0.1, lambda path: reloader.reload(path).accepted, stop=None)  # type: ignore[arg-type]
+    half = copy_as(classifier, watch / "classifier-0.2.0", "0.2.0")
+    model = (half / "model.onnx").read_bytes()
+    (half / "model.onnx").write_bytes(model[: len(model) // 2])
+    watcher.poll()
+    assert len(rejected) == 1 and reloader.take() is None
+    watcher.poll()  # nothing changed: not tried again
+    assert len(rejected) == 1
+    (half / "model.onnx").write_bytes(model)  # the copy completes
+    watcher.poll()  # changed, not yet settled
+    assert len(rejected) == 1 and reloader.take() is None
+    watcher.poll()
+    generation = reloader.take()
+    assert generation is not None and generation.bundles["classifier"].manifest.version == "0.2.0"
+    watcher.poll()
+    assert reloader.take() is None and len(rejected) == 1  # taken once, never again
