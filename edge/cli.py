@@ -243,7 +243,7 @@ def watch(
     station: str | None = typer.Option(None, "--station", help="Only this station (default: all)."),
     duration: float | None = typer.Option(None, "--duration", min=0, help="Stop after S seconds (default: Ctrl-C)."),
 ) -> None:
-    """Follow stations like an MES would: statuses, results and alerts as a live table.
+    """Follow stations like an MES would: statuses, stats, results, alerts and events as a live table.
 
     Without --broker: the config's mqtt section (no mqtt.host: the station's embedded broker on 127.0.0.1:mqtt.port).
     Exit 2 when no broker answers.

@@ -31,7 +31,9 @@ from shared.messages import (
     MESSAGE_MODELS,
     TOPIC_KINDS,
     AlertMessage,
+    EventMessage,
     ResultMessage,
+    StatsMessage,
     StatusMessage,
     parse_topic,
     topic_filter,
@@ -217,14 +219,19 @@ def _clock(value: datetime) -> str:
     return value.astimezone().strftime("%H:%M:%S.%f")[:-3]
 
 
+WATCHED_KINDS = ("status", "stats", "result", "alert", "event")
+"""What ``pump-edge watch`` subscribes to (defect maps are images, not for a table)."""
+
+
 class WatchView:
-    """The live table's state: latest status per station and the last results/alerts."""
+    """The live table's state: latest status and stats per station and the last results/alerts/events."""
 
     def __init__(self, max_rows: int = 20) -> None:
         self.tracker = SeqTracker()
         self.statuses: dict[str, StatusMessage] = {}
+        self.stats: dict[str, StatsMessage] = {}
         self.rows: deque[tuple[str, ...]] = deque(maxlen=max_rows)
-        self.counts = {"result": 0, "alert": 0, "NG": 0}
+        self.counts = {"result": 0, "alert": 0, "NG": 0, "event": 0}
         self._lock = threading.Lock()  # add() runs on the network thread, render() on the caller's
 
     def add(self, received: Received) -> None:
@@ -235,6 +242,23 @@ class WatchView:
     def _add(self, message: BaseModel | None) -> None:
         if isinstance(message, StatusMessage):
             self.statuses[f"{message.line}/{message.station}"] = message
+        elif isinstance(message, StatsMessage):
+            self.stats[f"{message.line}/{message.station}"] = message
+        elif isinstance(message, EventMessage):
+            self.counts["event"] += 1
+            self.rows.appendleft(
+                (
+                    _clock(message.time),
+                    f"{message.line}/{message.station}",
+                    "event",
+                    "",
+                    message.severity.value,
+                    "",
+                    "",
+                    "",
+                    f"{message.kind.value}: {message.reason}" + (f" ({message.ref})" if message.ref else ""),
+                )
+            )
         elif isinstance(message, ResultMessage):
             note = self.tracker.see(message)
             self.counts["result"] += 1
@@ -276,10 +300,15 @@ class WatchView:
 
     def _render(self) -> Group:
         states = Table(title="stations", show_edge=False)
-        for column in ("station", "state", "session", "since", "models"):
+        for column in ("station", "state", "session", "since", "models", "fps", "p99 ms", "outbox", "dead letters"):
             states.add_column(column)
         now = datetime.now(timezone.utc)
-        for name, status in sorted(self.statuses.items()):
+        for name in sorted({*self.statuses, *self.stats}):
+            status, stats = self.statuses.get(name), self.stats.get(name)
+            figures = _stats_cells(stats)
+            if status is None:  # stats before the retained status arrived
+                states.add_row(name, "?", "", "", "", *figures)
+                continue
             state = status.state.value
             style = {"online": "green", "offline": "red", "stopped": "yellow", "degraded": "magenta"}.get(state, "cyan")
             if status.valid_until is not None and status.valid_until < now:
@@ -292,17 +321,28 @@ class WatchView:
                 str(status.session),
                 _clock(status.timestamp),
                 ", ".join(status.models.values()),
+                *figures,
             )
         recent = Table(
             title=f"results {self.counts['result']} (NG {self.counts['NG']}), alerts {self.counts['alert']}, "
+            f"events {self.counts['event']}, "
             f"duplicates {self.tracker.duplicates}, missing {self.tracker.missing}",
             show_edge=False,
         )
         for column in ("captured", "station", "kind", "seq", "verdict", "defects", "worst", "ms", "note"):
             recent.add_column(column)
         for row in self.rows:
-            recent.add_row(*row, style="red" if row[2] == "ALERT" else None)
+            style = "red" if row[2] == "ALERT" or row[4] == "error" else "yellow" if row[4] == "warning" else None
+            recent.add_row(*(escape(cell) for cell in row), style=style)
         return Group(states, recent)
+
+
+def _stats_cells(stats: StatsMessage | None) -> tuple[str, str, str, str]:
+    if stats is None:
+        return ("", "", "", "")
+    p99 = "" if stats.latency_p99_ms is None else f"{stats.latency_p99_ms:.0f}"
+    dead = f"[red]{stats.dead_letters}[/]" if stats.dead_letters else "0"
+    return (f"{stats.fps:.1f}", p99, str(stats.outbox_depth), dead)
 
 
 def watch(
@@ -314,10 +354,13 @@ def watch(
     max_rows: int = 20,
     console: Console | None = None,
 ) -> WatchView:
-    """Show statuses, results and alerts live until Ctrl-C (or ``duration_s``); returns the final view."""
+    """Show statuses, stats, results, alerts and events live until Ctrl-C (or ``duration_s``); returns the final view.
+
+    An account may read only some of these (the ``dashboard`` account: no results); the rest stays empty.
+    """
     view = WatchView(max_rows)
     console = console or Console()
-    collector = MessageCollector(config, line, station, kinds=("status", "result", "alert"), on_message=view.add)
+    collector = MessageCollector(config, line, station, kinds=WATCHED_KINDS, on_message=view.add)
     collector.start()
     deadline = None if duration_s is None else time.monotonic() + duration_s
     try:

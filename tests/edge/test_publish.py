@@ -41,6 +41,7 @@ from shared.messages import (
     PatchSummary,
     ResultMessage,
     StationState,
+    StatsMessage,
     StatusMessage,
     Verdict,
     alert_from_result,
@@ -268,6 +269,39 @@ def test_the_watch_view_shows_states_results_and_alerts():
     text = console.export_text()
     assert "online" in text and "ALERT" in text and "gap" in text
     assert "results 2 (NG 1), alerts 1" in text and "missing 1" in text
+
+
+def test_the_watch_view_shows_each_stations_stats_and_the_events_as_rows():
+    view = WatchView()
+    stats = StatsMessage(
+        line="l1",
+        station="st1",
+        timestamp=NOW,
+        uptime_s=60,
+        fps=2.5,
+        latency_p50_ms=80,
+        latency_p99_ms=140,
+        outbox_depth=7,
+        dead_letters=3,
+    )
+    event = EventMessage(
+        line="l1",
+        station="st1",
+        time=NOW,
+        kind=EventKind.MODEL_REJECTED,
+        severity="warning",
+        reason="bundle '0.2.0' is ambiguous [a, b]",
+        ref="",
+    )
+    for kind, message in (("stats", stats), ("event", event)):
+        view.add(Received("t", kind, "l1", "st1", b"", False, 1, None, {}, message))
+    console = Console(width=220, record=True)
+    console.print(view.render())
+    text = console.export_text()
+    station_row = next(line for line in text.splitlines() if line.strip().startswith("l1/st1") and "2.5" in line)
+    assert "140" in station_row and " 7 " in station_row and " 3" in station_row
+    assert "model-rejected: bundle '0.2.0' is ambiguous [a, b]" in text  # escaped, not read as markup
+    assert view.counts["event"] == 1 and "events 1" in text
 
 
 def test_the_watch_view_flags_a_degraded_station_and_one_whose_lease_ran_out():

@@ -455,14 +455,29 @@ def test_watch_shows_what_a_station_publishes(broker, tmp_path):
     publisher.start()
     publisher.set_status("online")
     console = Console(width=160, record=True, force_terminal=False)
-    feeder = threading.Timer(0.6, lambda: [publisher.publish_result(make_result(publisher, i)) for i in range(3)])
+    event = EventMessage(
+        line=LINE,
+        station=STATION,
+        time=datetime.now(timezone.utc),
+        kind="model-reloaded",
+        severity="info",
+        reason="classifier: a@0.1.0 -> a@0.1.1",
+    )
+
+    def feed() -> None:
+        for i in range(3):
+            publisher.publish_result(make_result(publisher, i))
+        publisher.publish_event(event)
+
+    feeder = threading.Timer(0.6, feed)
     feeder.start()
     view = watch(config.model_copy(update={"host": None}), LINE, STATION, duration_s=2.0, console=console)
     feeder.join()
     publisher.stop(timeout_s=2)
-    assert view.counts == {"result": 3, "alert": 1, "NG": 1}
+    assert view.counts == {"result": 3, "alert": 1, "NG": 1, "event": 1}
     assert view.statuses[f"{LINE}/{STATION}"].state == StationState.ONLINE
-    assert "ALERT" in console.export_text()
+    text = console.export_text()
+    assert "ALERT" in text and "model-reloaded: classifier: a@0.1.0 -> a@0.1.1" in text
 
 
 # --- refused publishes: dead letters, events, degraded (issue 8, item 3) ---------------------------
