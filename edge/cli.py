@@ -246,13 +246,23 @@ def watch(
     """Follow stations like an MES would: statuses, stats, results, alerts and events as a live table.
 
     Without --broker: the config's mqtt section (no mqtt.host: the station's embedded broker on 127.0.0.1:mqtt.port).
-    Exit 2 when no broker answers.
+    Exit 2 when no broker answers or it refuses the login.
     """
+    from edge.publish.watch import LoginRefused
     from edge.publish.watch import watch as watch_stations
 
     mqtt = _station_settings(config_file, broker=broker, files=("mqtt",)).mqtt
     try:
         watch_stations(mqtt, line or "+", station or "+", duration_s=duration, console=out_console)
+    except LoginRefused as error:
+        console.print(
+            f"error: {error}. Check mqtt.username and mqtt.password_file (an account that may read, e.g. dashboard).",
+            style="red",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
     except TimeoutError as error:
         console.print(
             f"error: no MQTT broker answered ({error}). Is the station (its embedded broker) or the broker running? "

@@ -94,6 +94,10 @@ def _parse(topic_kind: str, payload: bytes) -> tuple[BaseModel | None, str | Non
         return None, f"invalid {topic_kind} payload: {error.error_count()} error(s)"
 
 
+class LoginRefused(ConnectionError):
+    """The broker answered and refused the credentials (not a missing broker)."""
+
+
 class MessageCollector:
     """Subscribes to station topics and keeps every message it receives, in arrival order."""
 
@@ -130,6 +134,7 @@ class MessageCollector:
         self._messages: list[Received] = []
         self._lock = threading.Condition()
         self._subscribed = threading.Event()
+        self.refused: str | None = None  # the broker's reason code when it refused the login
         self._client = make_client(config, self.client_id, clean_session=not persistent)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
@@ -149,9 +154,13 @@ class MessageCollector:
             properties=properties,
         )
         self._client.loop_start()
-        if not self._subscribed.wait(timeout_s):
+        if not self._subscribed.wait(timeout_s) or self.refused is not None:
             self.stop()
-            raise TimeoutError(f"no subscription on {self.config.host}:{self.config.port} within {timeout_s} s")
+            where = f"{self.config.host}:{self.config.port}"
+            if self.refused is not None:
+                account = self.config.username or "anonymous"
+                raise LoginRefused(f"the broker on {where} refused the login of {account!r}: {self.refused}")
+            raise TimeoutError(f"no subscription on {where} within {timeout_s} s")
         return self
 
     def stop(self) -> None:
@@ -168,6 +177,9 @@ class MessageCollector:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if not reason_code.is_failure:
             client.subscribe([(topic, 1) for topic in self.filters])
+        else:  # wrong password, unknown account, anonymous not allowed: say so, do not wait out the timeout
+            self.refused = str(reason_code)
+            self._subscribed.set()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         self._subscribed.set()

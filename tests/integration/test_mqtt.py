@@ -26,7 +26,7 @@ from edge.publish import dead_letters
 from edge.publish.broker import MosquittoBroker, ensure_broker, find_mosquitto, free_port, password_line
 from edge.publish.client import LinkState, MqttPublisher
 from edge.publish.config import MqttConfig
-from edge.publish.watch import MessageCollector, Received, SeqTracker, watch
+from edge.publish.watch import LoginRefused, MessageCollector, Received, SeqTracker, watch
 from shared.messages import (
     AlertMessage,
     EventMessage,
@@ -344,6 +344,15 @@ def test_credentials_are_never_logged(tmp_path, caplog):
     shown = [repr(wrong), str(wrong), wrong.model_dump_json(), str(wrong.model_dump())]
     assert caplog.records and any("refused" in r.getMessage() for r in caplog.records)
     assert password not in caplog.text and all(password not in text for text in shown)
+
+
+def test_a_watcher_whose_login_is_refused_says_so_at_once_not_after_a_timeout(tmp_path):
+    with MosquittoBroker(users={"dashboard": "right"}, workdir=tmp_path / "broker") as secured:
+        wrong = station_config(secured, tmp_path, username="dashboard", password="wrong")
+        started = time.monotonic()
+        with pytest.raises(LoginRefused, match="refused the login of 'dashboard'"):
+            MessageCollector(wrong).start(timeout_s=30)
+        assert time.monotonic() - started < 10  # answered by the broker, not the 30 s timeout
 
 
 def test_an_unreachable_broker_logs_one_line_not_one_per_retry_and_never_blocks(tmp_path, caplog):
