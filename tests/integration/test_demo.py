@@ -17,6 +17,7 @@ from training.pipeline import LINE_CLEAN_FRAMES, LINE_DEFECTIVE_FRAMES, LOOP_FRA
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+@pytest.mark.timeout(1200)  # ~4.5 min on two idle cores: the whole demo is one test, more than the 600 s default
 def test_demo_learns_and_its_station_finds_the_planted_defects(tmp_path: Path):
     demo = tmp_path / "demo"
     lines = run_demo(demo, TrainSettings(), progress=False, gan_kimg=0.064)
