@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -50,6 +50,12 @@ def _broker_override(broker: str | None) -> dict[str, Any]:
     if not host or not port.isdigit():
         raise ValueError(f"--broker {broker!r}: expected HOST:PORT, e.g. 127.0.0.1:1883")
     return {"host": host, "port": int(port)}
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """One red ``error: …`` line on stderr, printed as is (paths and reasons may hold ``[``), then exit ``code``."""
+    console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
 
 
 def _station_settings(
@@ -183,13 +189,11 @@ def build_engine_command(
     backend = engine_config(settings, precision, calibration)
     missing = tensorrt_missing()
     if missing is not None:
-        console.print(f"error: {missing}", style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+        _fail(str(missing), 2)
     try:
         info = build_with_progress(bundle, backend, force, console)
     except (BackendError, ImportError, OSError) as error:
-        console.print(f"error: engine build failed: {error}", style="red", markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        _fail(f"engine build failed: {error}", 1)
     key = info.key
     what = f"built in {info.metadata.get('build_s', 0):.0f} s" if info.built else "cached, reused"
     out_console.print(
@@ -255,24 +259,13 @@ def watch(
     try:
         watch_stations(mqtt, line or "+", station or "+", duration_s=duration, console=out_console)
     except LoginRefused as error:
-        console.print(
-            f"error: {error}. Check mqtt.username and mqtt.password_file (an account that may read, e.g. dashboard).",
-            style="red",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(2) from None
+        _fail(f"{error}. Check mqtt.username and mqtt.password_file (an account that may read, e.g. dashboard).", 2)
     except TimeoutError as error:
-        console.print(
-            f"error: no MQTT broker answered ({error}). Is the station (its embedded broker) or the broker running? "
+        _fail(
+            f"no MQTT broker answered ({error}). Is the station (its embedded broker) or the broker running? "
             "Give it with --broker HOST:PORT or mqtt.host/mqtt.port.",
-            style="red",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+            2,
         )
-        raise typer.Exit(2) from None
 
 
 @app.command("export-uncertain")
@@ -298,8 +291,7 @@ def export_uncertain(
         try:
             count = store.export(out, since_time, only_new=only_new, overwrite=overwrite)
         except FileExistsError as error:
-            console.print(f"error: {error}", style="red", markup=False, highlight=False)
-            raise typer.Exit(2) from None
+            _fail(str(error), 2)
     out_console.print(f"exported {count} patches to {out}", markup=False, highlight=False)
 
 
@@ -342,8 +334,7 @@ def outbox(
         if dead_letters:
             out_console.print(letters.dead_letter_table(listed, info.dead_letters))
     except (FileNotFoundError, OutboxBusy) as error:
-        console.print(f"error: {error}", style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        _fail(str(error), 2)
 
 
 def _frame_size(text: str) -> tuple[int, int]:

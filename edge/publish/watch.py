@@ -133,7 +133,7 @@ class MessageCollector:
         self._on_message_callback = on_message
         self._messages: list[Received] = []
         self._lock = threading.Condition()
-        self._subscribed = threading.Event()
+        self._answered = threading.Event()  # subscribed, or the login refused: start() stops waiting
         self.refused: str | None = None  # the broker's reason code when it refused the login
         self._client = make_client(config, self.client_id, clean_session=not persistent)
         self._client.on_connect = self._on_connect
@@ -154,7 +154,7 @@ class MessageCollector:
             properties=properties,
         )
         self._client.loop_start()
-        if not self._subscribed.wait(timeout_s) or self.refused is not None:
+        if not self._answered.wait(timeout_s) or self.refused is not None:
             self.stop()
             where = f"{self.config.host}:{self.config.port}"
             if self.refused is not None:
@@ -179,10 +179,10 @@ class MessageCollector:
             client.subscribe([(topic, 1) for topic in self.filters])
         else:  # wrong password, unknown account, anonymous not allowed: say so, do not wait out the timeout
             self.refused = str(reason_code)
-            self._subscribed.set()
+            self._answered.set()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        self._subscribed.set()
+        self._answered.set()
 
     def _on_message(self, client, userdata, message) -> None:
         parts = parse_topic(message.topic, self.config.topic_prefix)
@@ -227,6 +227,11 @@ class MessageCollector:
             return True
 
 
+def _station(message: BaseModel) -> str:
+    """``line/station`` of a station's message: the view's key and its station column."""
+    return f"{message.line}/{message.station}"
+
+
 def _clock(value: datetime) -> str:
     return value.astimezone().strftime("%H:%M:%S.%f")[:-3]
 
@@ -253,57 +258,55 @@ class WatchView:
 
     def _add(self, message: BaseModel | None) -> None:
         if isinstance(message, StatusMessage):
-            self.statuses[f"{message.line}/{message.station}"] = message
+            self.statuses[_station(message)] = message
         elif isinstance(message, StatsMessage):
-            self.stats[f"{message.line}/{message.station}"] = message
+            self.stats[_station(message)] = message
         elif isinstance(message, EventMessage):
             self.counts["event"] += 1
-            self.rows.appendleft(
-                (
-                    _clock(message.time),
-                    f"{message.line}/{message.station}",
-                    "event",
-                    "",
-                    message.severity.value,
-                    "",
-                    "",
-                    "",
-                    f"{message.kind.value}: {message.reason}" + (f" ({message.ref})" if message.ref else ""),
-                )
+            ref = f" ({message.ref})" if message.ref else ""
+            self._row(
+                message.time,
+                message,
+                "event",
+                verdict=message.severity.value,
+                note=f"{message.kind.value}: {message.reason}{ref}",
             )
         elif isinstance(message, ResultMessage):
             note = self.tracker.see(message)
             self.counts["result"] += 1
             self.counts["NG"] += message.verdict.value == "NG"
             worst = max((d.max_score for d in message.defects), default=message.patches.max_score or 0.0)
-            self.rows.appendleft(
-                (
-                    _clock(message.captured_at),
-                    f"{message.line}/{message.station}",
-                    "result",
-                    str(message.seq),
-                    message.verdict.value,
-                    str(len(message.defects)),
-                    f"{worst:.2f}",
-                    f"{message.latency_ms:.0f}",
-                    "" if note == "new" else note,
-                )
+            self._row(
+                message.captured_at,
+                message,
+                "result",
+                str(message.seq),
+                message.verdict.value,
+                str(len(message.defects)),
+                f"{worst:.2f}",
+                f"{message.latency_ms:.0f}",
+                "" if note == "new" else note,
             )
         elif isinstance(message, AlertMessage):
             self.counts["alert"] += 1
-            self.rows.appendleft(
-                (
-                    _clock(message.time),
-                    f"{message.line}/{message.station}",
-                    "ALERT",
-                    str(message.seq),
-                    message.verdict.value,
-                    str(message.defect_count),
-                    f"{message.worst_score:.2f}",
-                    "",
-                    " ".join(f"{b.x},{b.y} {b.w}x{b.h}" for b in message.boxes[:3]),
-                )
+            boxes = " ".join(f"{b.x},{b.y} {b.w}x{b.h}" for b in message.boxes[:3])
+            self._row(
+                message.time,
+                message,
+                "ALERT",
+                str(message.seq),
+                message.verdict.value,
+                str(message.defect_count),
+                f"{message.worst_score:.2f}",
+                note=boxes,
             )
+
+    def _row(
+        self, when: datetime, message: BaseModel, kind: str, seq: str = "", verdict: str = "", defects: str = "",
+        worst: str = "", ms: str = "", note: str = "",
+    ) -> None:  # fmt: skip
+        """One line of the recent-messages table (its columns, in order), newest first."""
+        self.rows.appendleft((_clock(when), _station(message), kind, seq, verdict, defects, worst, ms, note))
 
     def render(self) -> Group:
         """Station states above the recent messages."""
