@@ -32,6 +32,8 @@ TINY = {
     "d_channels": [8, 16],
     "local_px": 16,
     "batch_size": 4,
+    "noise_inputs": True,
+    "rec_pool_px": 2,
 }
 
 
@@ -166,6 +168,39 @@ def test_the_latent_changes_the_painting_and_nothing_outside_the_mask(small_patc
     assert (first - second).abs()[alpha > 0].max() > 0
 
 
+def test_noise_paints_texture_inside_the_mask_and_the_reconstruction_stays_deterministic(
+    small_patchset: PatchSet,
+):
+    cfg, G, _, loss, real = _setup(small_patchset)
+    stats = loss.accumulate_gradients("G_main", real, torch.randn(cfg.batch_size, cfg.z_dim))
+    strengths = [block.noise_strength for block in G.up]
+    assert stats["Loss/G/rec"] > 0 and all(s.grad is not None and s.grad.abs().sum() > 0 for s in strengths)
+    with torch.no_grad():
+        for s in strengths:
+            s.fill_(0.5)
+        background, mask, alpha = loss.conditions(real, cfg.batch_size)
+        z = torch.randn(cfg.batch_size, cfg.z_dim)
+        first, second = (composite(background, loss.paint(background, mask, alpha, z), alpha) for _ in range(2))
+        assert torch.equal(first[alpha == 0], second[alpha == 0])
+        assert (first - second).abs()[alpha > 0].max() > 0, "same z, new noise: another texture"
+        quiet = [loss.paint(background, mask, alpha, z, noisy=False) for _ in range(2)]
+        assert torch.equal(*quiet), "the z = 0 reconstruction sees no noise"
+
+
+def test_the_pooled_reconstruction_forgives_texture_but_not_brightness(small_patchset: PatchSet):
+    cfg, G, D, _, real = _setup(small_patchset)
+    alpha = alpha_map(real["mask"], cfg.dilate_px, cfg.feather_px)
+    target = real["image"]
+    checker = (torch.arange(32)[:, None] + torch.arange(32)[None, :]).remainder(2).float() * 0.4 - 0.2
+    textured, brighter = target + checker, target + 0.2
+    per_pixel = FAMILY.loss(FAMILY.config("tiny", {**TINY, "rec_pool_px": 1}), G, D, None).reconstruction
+    pooled = FAMILY.loss(FAMILY.config("tiny", {**TINY, "rec_pool_px": 2}), G, D, None).reconstruction
+    assert float(per_pixel(textured, target, alpha)) == pytest.approx(float(per_pixel(brighter, target, alpha)))
+    assert float(pooled(textured, target, alpha)) < 0.5 * float(pooled(brighter, target, alpha)), (
+        "on 2 x 2 means a texture costs little, a brightness shift all"
+    )
+
+
 # --- the command, the pool, the eval ----------------------------------------------------------------
 
 
@@ -214,9 +249,10 @@ def test_gan_sample_writes_exact_pairs_from_training_groups_that_the_masked_meth
     for name in ("masked",):
         assert len(open_pool(name, {name: pool_dir}).records) == 12
     loaded = load_generator(masked_run)
-    images, masks, _, _ = masked_samples(loaded, 12, 0)
+    assert loaded.generator.noise, "the run has noise inputs: the pool's noise comes from its seed too"
+    images, masks, _, _ = masked_samples(loaded, 12, 0, batch=5)
     for record, image in zip(pool.records, images, strict=True):
-        assert np.array_equal(pool.read_image(record), image), "a pool is its seed's samples"
+        assert np.array_equal(pool.read_image(record), image), "a pool is its seed's samples, whatever the batch"
 
 
 def test_gan_eval_masked_reports_label_metrics_and_draws_the_comparison_with_pasting(

@@ -14,7 +14,11 @@ from training.gan.masked.reals import MaskedBatches
 def build_networks(cfg: MaskedGANConfig) -> tuple[MaskedGenerator, MaskedDiscriminators]:
     """Fresh (G, D) for ``cfg`` (seed the global RNG first for reproducible weights)."""
     G = MaskedGenerator(
-        resolution=cfg.resolution, z_dim=cfg.z_dim, channels=tuple(cfg.g_channels), img_channels=cfg.img_channels
+        resolution=cfg.resolution,
+        z_dim=cfg.z_dim,
+        channels=tuple(cfg.g_channels),
+        img_channels=cfg.img_channels,
+        noise=cfg.noise_inputs,
     )
     D = MaskedDiscriminators(
         img_channels=cfg.img_channels, channels=tuple(cfg.d_channels), local_px=cfg.local_px, norm=cfg.d_norm

@@ -47,6 +47,10 @@ class MaskedGANConfig(BaseModel):
     r1_gamma: float = Field(1.0, ge=0, description="R1 weight on both discriminators (w.r.t. real image ⊕ mask).")
     d_reg_interval: int = Field(16, ge=1, le=1_000_000, description="Lazy R1: every N steps, gain N.")
     rec_weight: float = Field(10.0, ge=0, description="L1 of the painted region vs the real defect at z = 0.")
+    # 1 = per pixel. Per-pixel L1 pulls a large hole to its conditional mean (flat grey on Magnetic Tile's Break
+    # and Uneven); on k x k means it fixes brightness and shape and leaves the texture to the discriminators.
+    rec_pool_px: int = Field(1, ge=1, le=64, description="The reconstruction compares k x k means of the hole.")
+    noise_inputs: bool = Field(False, description="Per-pixel noise in G's decoder (texture; off in the z = 0 rec).")
     div_weight: float = Field(1.0, ge=0, description="Diversity: reward region difference per latent distance.")
     div_tau: float = Field(
         0.2, gt=0, le=10, description="Diversity is rewarded up to this difference per latent distance ([-1, 1] units)."
@@ -72,6 +76,8 @@ class MaskedGANConfig(BaseModel):
             raise ValueError(
                 f"local_px {self.local_px} must be <= resolution and divisible by 2**{len(self.d_channels)}"
             )
+        if self.resolution % self.rec_pool_px:
+            raise ValueError(f"rec_pool_px {self.rec_pool_px} must divide resolution {self.resolution}")
         if self.ada_target is not None:
             raise ValueError("ada_target: the masked family has no ADA pipe (image ⊕ mask stacks)")
         return self

@@ -6,11 +6,11 @@ filled), the last ``U = round(B · unpaired_fraction)`` good backgrounds with a 
 each is composited (:func:`training.gan.masked.composite.composite`), so only the hole and its
 feathered rim are G's. The two discriminators see image ⊕ mask (global patch, local crop).
 
-* ``G_main``: softplus(−D(fake)) for both D's  +  ``rec_weight`` · L1 of the hole at z = 0 against
-  the real defect (paired only; alpha-weighted mean)  −  ``div_weight`` · min(d, ``div_tau``), the
-  bounded diversity term (Yang et al. 2019, DSGAN): d = mean |paint(z1) − paint(z2)| over the hole /
-  mean |z1 − z2|. (Mode seeking's 1 / d, Mao et al. 2019, was tried first: at start, when z barely
-  matters, it was ~1,000 against an adversarial loss of ~1.4 and drowned every other term.)
+* ``G_main``: softplus(−D(fake)) for both D's  +  ``rec_weight`` · L1 of the hole at z = 0 (no noise;
+  on ``rec_pool_px`` means) against the real defect (paired only; alpha-weighted mean)  −  ``div_weight``
+  · min(d, ``div_tau``), the bounded diversity term (Yang et al. 2019, DSGAN): d = mean |paint(z1) −
+  paint(z2)| over the hole / mean |z1 − z2|. (Mode seeking's 1 / d, Mao et al. 2019, was tried first: at
+  start, when z barely matters, it was ~1,000 against an adversarial loss of ~1.4 and drowned every other term.)
 * ``G_reg``: nothing (this family has no generator regulariser; the loop calls it at step 0 only).
 * ``D_main``: softplus(D(fake)) + softplus(−D(real)), both D's.
 * ``D_reg``: R1 = γ/2 · ‖∇ D(real image ⊕ mask)‖² w.r.t. the real image, both D's.
@@ -52,9 +52,11 @@ class MaskedGANLoss:
         mask = torch.cat([real["mask"][:paired], real["background_mask"][: batch - paired]])
         return background, mask, alpha_map(mask, self.cfg.dilate_px, self.cfg.feather_px)
 
-    def paint(self, background, mask, alpha, z) -> torch.Tensor:  # noqa: ANN001
+    def paint(self, background, mask, alpha, z, *, noisy: bool = True) -> torch.Tensor:  # noqa: ANN001
+        """G's painting; ``noisy``: fresh per-pixel noise where G has noise inputs (off: deterministic)."""
+        noise = torch.randn_like(background[:, :1]) if noisy and self.G.noise else None
         with self._autocast(z.device):
-            return paint(self.G, background, mask, alpha, z=z).float()
+            return paint(self.G, background, mask, alpha, z=z, noise=noise).float()
 
     def run_D(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with self._autocast(image.device):
@@ -73,6 +75,12 @@ class MaskedGANLoss:
             cells = F.adaptive_max_pool2d(region, logits.shape[-2:])
             weights.append(cells / cells.sum(dim=[1, 2, 3], keepdim=True).clamp_min(1.0))
         return weights
+
+    def reconstruction(self, painted: torch.Tensor, target: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """Alpha-weighted L1 of the hole on ``rec_pool_px`` means (1: per pixel), per hole pixel."""
+        k = self.cfg.rec_pool_px
+        error = F.avg_pool2d((painted - target) * alpha, k).abs().sum() * (k * k)
+        return error / alpha.sum().clamp_min(1.0)
 
     @staticmethod
     def weighted(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -113,8 +121,8 @@ class MaskedGANLoss:
             pb, pm, pa = background[:paired], mask[:paired], alpha[:paired]
             area = pa.sum().clamp_min(1.0)
             if self.cfg.rec_weight > 0:
-                at_zero = self.paint(pb, pm, pa, torch.zeros_like(z[:paired]))
-                terms["rec"] = ((at_zero - real["image"][:paired]).abs() * pa).sum() / area * self.cfg.rec_weight
+                at_zero = self.paint(pb, pm, pa, torch.zeros_like(z[:paired]), noisy=False)
+                terms["rec"] = self.reconstruction(at_zero, real["image"][:paired], pa) * self.cfg.rec_weight
             if self.cfg.div_weight > 0:
                 z2 = torch.randn_like(z[:paired])
                 other = self.paint(pb, pm, pa, z2)

@@ -39,21 +39,35 @@ class _Down(nn.Module):
         return self.body(x)
 
 
-class _Up(nn.Module):
-    """×2 up, conv, concat the skip, conv; then FiLM from z (scale around 1, shift)."""
+def noise_at(noise: torch.Tensor, size: int) -> torch.Tensor:
+    """The full-resolution unit noise map averaged down to ``size`` px, rescaled to unit variance again."""
+    factor = noise.shape[-1] // size
+    return noise if factor == 1 else F.avg_pool2d(noise, factor) * factor
 
-    def __init__(self, cin: int, cskip: int, cout: int, z_dim: int) -> None:
+
+class _Up(nn.Module):
+    """×2 up, conv, concat the skip, conv; + per-pixel noise (optional); then FiLM from z (scale around 1, shift).
+
+    The noise (one map, per-channel learned strength starting at 0, as StyleGAN's noise inputs) gives the
+    painting local texture that a z-only modulation cannot: FiLM changes whole channels at once."""
+
+    def __init__(self, cin: int, cskip: int, cout: int, z_dim: int, noise: bool = False) -> None:
         super().__init__()
         self.reduce = nn.Conv2d(cin, cout, 3, padding=1)
         self.merge = nn.Conv2d(cout + cskip, cout, 3, padding=1)
         self.film = nn.Linear(z_dim, 2 * cout)
         nn.init.zeros_(self.film.weight)
         nn.init.zeros_(self.film.bias)
+        self.noise_strength = nn.Parameter(torch.zeros(1, cout, 1, 1)) if noise else None
         self.act = _act()
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, skip: torch.Tensor, z: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
         x = self.act(self.reduce(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)))
         x = self.merge(torch.cat([x, skip], dim=1))
+        if self.noise_strength is not None and noise is not None:
+            x = x + self.noise_strength * noise_at(noise, x.shape[-1]).to(x.dtype)
         scale, shift = self.film(z).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
         return self.act(x * (1 + scale) + shift)
 
@@ -61,19 +75,29 @@ class _Up(nn.Module):
 class MaskedGenerator(nn.Module):
     """(filled background, mask, hole, z) -> painted patch in [-1, 1] (see the module docstring)."""
 
-    def __init__(self, *, resolution: int, z_dim: int, channels: tuple[int, ...], img_channels: int = 1) -> None:
+    def __init__(
+        self, *, resolution: int, z_dim: int, channels: tuple[int, ...], img_channels: int = 1, noise: bool = False
+    ) -> None:
         super().__init__()
-        self.resolution, self.z_dim, self.img_channels = resolution, z_dim, img_channels
+        self.resolution, self.z_dim, self.img_channels, self.noise = resolution, z_dim, img_channels, noise
         widths = [channels[0], *channels]
         self.stem = nn.Sequential(nn.Conv2d(img_channels + 2, widths[0], 3, padding=1), _act())
         self.down = nn.ModuleList(_Down(widths[i], widths[i + 1]) for i in range(len(channels)))
         self.z_in = nn.Linear(z_dim, widths[-1])
-        self.up = nn.ModuleList(_Up(widths[i + 1], widths[i], widths[i], z_dim) for i in reversed(range(len(channels))))
+        self.up = nn.ModuleList(
+            _Up(widths[i + 1], widths[i], widths[i], z_dim, noise) for i in reversed(range(len(channels)))
+        )
         self.to_image = nn.Conv2d(widths[0], img_channels, 1)
 
     def forward(
-        self, background: torch.Tensor, mask: torch.Tensor, hole: torch.Tensor, z: torch.Tensor
+        self,
+        background: torch.Tensor,
+        mask: torch.Tensor,
+        hole: torch.Tensor,
+        z: torch.Tensor,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """``noise``: [N, 1, R, R] unit normal (None: no noise — the reconstruction's deterministic mode)."""
         x = self.stem(torch.cat([background, mask * 2 - 1, hole * 2 - 1], dim=1))
         skips = [x]
         for block in self.down:
@@ -82,7 +106,7 @@ class MaskedGenerator(nn.Module):
         x = x + self.z_in(z).unsqueeze(-1).unsqueeze(-1)
         skips.pop()
         for block in self.up:
-            x = block(x, skips.pop(), z)
+            x = block(x, skips.pop(), z, noise)
         return torch.tanh(self.to_image(x))
 
 
@@ -147,15 +171,31 @@ class MaskedSampler(nn.Module):
         self.register_buffer("background", background, persistent=False)
         self.register_buffer("mask", mask, persistent=False)
         self.register_buffer("alpha", alpha, persistent=False)
+        fixed = noise_maps(len(background), background.shape[-1], seed=12345).to(background.device)
+        self.register_buffer("noise", fixed, persistent=False)  # every grid of a run: the same noise
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         index = torch.arange(len(z), device=z.device) % len(self.background)
         background, mask, alpha = self.background[index], self.mask[index], self.alpha[index]
-        painted = paint(self.G, background, mask, alpha, z=z)
+        painted = paint(self.G, background, mask, alpha, z=z, noise=self.noise[index])
         return torch.cat([composite(background, painted, alpha), mask * 2 - 1], dim=1)
 
 
-def paint(G: MaskedGenerator, background: torch.Tensor, mask: torch.Tensor, alpha: torch.Tensor, *, z: torch.Tensor):
-    """G's painting of the hole of ``background`` (filled first, as in training)."""
+def noise_maps(count: int, resolution: int, seed: int) -> torch.Tensor:
+    """[count, 1, R, R] unit noise from one seeded stream (sample i's map does not depend on the batch size)."""
+    return torch.randn(count, 1, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+
+
+def paint(
+    G: MaskedGenerator,
+    background: torch.Tensor,
+    mask: torch.Tensor,
+    alpha: torch.Tensor,
+    *,
+    z: torch.Tensor,
+    noise: torch.Tensor | None = None,
+):
+    """G's painting of the hole of ``background`` (filled first, as in training); ``noise`` only where G has
+    noise inputs (None: the deterministic mode)."""
     hole = hole_of(alpha)
-    return G(fill_hole(background, hole), mask, hole, z)
+    return G(fill_hole(background, hole), mask, hole, z, noise if G.noise else None)

@@ -39,7 +39,7 @@ from training.gan.loop import tile_images
 from training.gan.masked.composite import alpha_map, composite_uint8
 from training.gan.masked.data import MaskedData, load_masked_data
 from training.gan.masked.masks import MaskWarp, warp_mask
-from training.gan.masked.networks import paint
+from training.gan.masked.networks import noise_maps, paint
 from training.gan.masked.reals import mask_tensor, to_tensor
 from training.outputs import atomic_output_dir, provenance, write_json_atomic
 
@@ -76,15 +76,21 @@ def draw_conditions(data: MaskedData, count: int, rng: np.random.Generator, *, m
 
 @torch.no_grad()
 def paint_conditions(
-    loaded: LoadedGenerator, data: MaskedData, conditions: list[Condition], z: torch.Tensor
+    loaded: LoadedGenerator,
+    data: MaskedData,
+    conditions: list[Condition],
+    z: torch.Tensor,
+    noise: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """uint8 [N, R, R] composites: each background with its mask painted by G_ema at latent ``z[i]``."""
+    """uint8 [N, R, R] composites: each background with its mask painted by G_ema at latent ``z[i]`` (and
+    ``noise[i]`` where G has noise inputs)."""
     cfg, G = loaded.config, loaded.generator
     device = next(G.parameters()).device
     backgrounds = data.backgrounds[[c.background for c in conditions]]
     masks = mask_tensor(np.stack([c.mask for c in conditions]).astype(np.float32), device)
     alpha = alpha_map(masks, cfg.dilate_px, cfg.feather_px)
-    painted = paint(G, to_tensor(backgrounds, device), masks, alpha, z=z.to(device))
+    noise = None if noise is None else noise.to(device)
+    painted = paint(G, to_tensor(backgrounds, device), masks, alpha, z=z.to(device), noise=noise)
     painted_u8 = ((painted[:, 0].float().cpu().numpy() + 1.0) * 127.5).clip(0, 255)
     alpha_np = alpha[:, 0].cpu().numpy()
     return np.stack([composite_uint8(b, p, a) for b, p, a in zip(backgrounds, painted_u8, alpha_np, strict=True)])
@@ -95,6 +101,17 @@ def latents(count: int, z_dim: int, seed: int) -> torch.Tensor:
     return torch.randn(count, z_dim, generator=torch.Generator().manual_seed(seed))
 
 
+def _rows(values: torch.Tensor | None, start: int, count: int) -> torch.Tensor | None:
+    return None if values is None else values[start : start + count]
+
+
+def sample_noise(count: int, loaded: LoadedGenerator, seed: int) -> torch.Tensor | None:
+    """Sample i's noise map (None where G has no noise inputs): a stream of its own, beside the latents'."""
+    if not loaded.generator.noise:
+        return None
+    return noise_maps(count, loaded.config.resolution, seed=seed * 7919 + 1)
+
+
 def masked_samples(
     loaded: LoadedGenerator, count: int, seed: int, *, data: MaskedData | None = None, batch: int = 64
 ) -> tuple[np.ndarray, np.ndarray, list[Condition], MaskedData]:
@@ -103,8 +120,12 @@ def masked_samples(
     rng = np.random.default_rng([seed, 11])
     conditions = draw_conditions(data, count, rng)
     z = latents(count, loaded.config.z_dim, seed)
+    noise = sample_noise(count, loaded, seed)
     images = np.concatenate(
-        [paint_conditions(loaded, data, conditions[i : i + batch], z[i : i + batch]) for i in range(0, count, batch)]
+        [
+            paint_conditions(loaded, data, conditions[i : i + batch], z[i : i + batch], _rows(noise, i, batch))
+            for i in range(0, count, batch)
+        ]
     )
     masks = np.stack([c.mask for c in conditions]).astype(np.uint8)
     return images, masks, conditions, data
@@ -197,9 +218,11 @@ def write_comparison_grid(
     rng = np.random.default_rng([seed, 23])
     conditions = draw_conditions(data, rows, rng, move=False)
     z = latents(2 * rows, loaded.config.z_dim, seed)
+    noise = sample_noise(2 * rows, loaded, seed)
+    first, second = (None, None) if noise is None else (noise[:rows], noise[rows:])
     first, second = (
-        paint_conditions(loaded, data, conditions, z[:rows]),
-        paint_conditions(loaded, data, conditions, z[rows:]),
+        paint_conditions(loaded, data, conditions, z[:rows], first),
+        paint_conditions(loaded, data, conditions, z[rows:], second),
     )
     tiles = []
     for i, condition in enumerate(conditions):
