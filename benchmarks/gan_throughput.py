@@ -14,6 +14,7 @@ process's peak RSS.
     python benchmarks/gan_throughput.py --modconv   # grouped vs scaled modulated conv, per layer
     python benchmarks/gan_throughput.py --rows semantic-tiny64,semantic-tiny64-dsem64,semantic-tiny64-b32 --steps 3
     python benchmarks/gan_throughput.py --rows masked-tiny128,masked-paper128 --steps 3
+    python benchmarks/gan_throughput.py --rows masked-tiny128,masked-tiny128-texture --steps 3 --threads 1
 
 Reference (gan-reference.md §1, the official StyleGAN2-ADA code on this CPU type, idle, 'auto'
 at 128 px, grayscale, batch 32, no augment pipe, fp32, 2 threads): 0.23 images/s; narrowed to
@@ -55,6 +56,7 @@ ROWS: dict[str, tuple[dict, int]] = {
     # Mask-guided generator (family masked): U-Net painter + global/local PatchGAN at the patch size (128 px).
     "masked-tiny128": ({"family": "masked", "preset": "tiny"}, 0),
     "masked-paper128": ({"family": "masked"}, 8),
+    "masked-tiny128-texture": ({"family": "masked", "preset": "tiny", "noise_inputs": True, "rec_pool_px": 4}, 0),
 }
 DEFAULT_ROWS = "paper128,w2048-128px,tiny128,w2048-64px,tiny64,tiny64-nchw,tiny64-bf16"
 # (batch, in, out, resolution, up) of single synthesis layers at the tiny and paper widths.
@@ -169,15 +171,16 @@ def _worker(name: str, threads: int, steps: int, seed: int, queue) -> None:  # n
         z = torch.randn(SAMPLE_BATCH, cfg.z_dim)
         if family.key == "masked":  # painting + composite, as `gan sample` does
             from training.gan.masked.composite import alpha_map, composite
-            from training.gan.masked.networks import paint
+            from training.gan.masked.networks import noise_maps, paint
 
             backgrounds = torch.rand(SAMPLE_BATCH, 1, cfg.resolution, cfg.resolution) * 2 - 1
             mask = torch.zeros_like(backgrounds)
             mask[:, :, 40:56, 40:56] = 1
             alpha = alpha_map(mask, cfg.dilate_px, cfg.feather_px)
+            noise = noise_maps(SAMPLE_BATCH, cfg.resolution, seed)
 
             def draw() -> None:
-                composite(backgrounds, paint(G, backgrounds, mask, alpha, z=z), alpha)
+                composite(backgrounds, paint(G, backgrounds, mask, alpha, z=z, noise=noise), alpha)
 
         else:
 
