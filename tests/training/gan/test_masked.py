@@ -34,6 +34,7 @@ TINY = {
     "batch_size": 4,
     "noise_inputs": True,
     "rec_pool_px": 2,
+    "fm_weight": 1.0,
 }
 
 
@@ -143,7 +144,7 @@ def test_each_phase_trains_only_its_network_and_every_term_is_live(small_patchse
     cfg, G, D, loss, real = _setup(small_patchset)
     z = torch.randn(cfg.batch_size, cfg.z_dim)
     stats = loss.accumulate_gradients("G_main", real, z)
-    assert {"Loss/G/adv", "Loss/G/rec", "Loss/G/div"} <= set(stats)
+    assert {"Loss/G/adv", "Loss/G/rec", "Loss/G/div", "Loss/G/fm"} <= set(stats)
     assert _grad(G) > 0 and _grad(D) == 0
     G.zero_grad(set_to_none=True)
     for phase in ("D_main", "D_reg"):
@@ -199,6 +200,22 @@ def test_the_pooled_reconstruction_forgives_texture_but_not_brightness(small_pat
     assert float(pooled(textured, target, alpha)) < 0.5 * float(pooled(brighter, target, alpha)), (
         "on 2 x 2 means a texture costs little, a brightness shift all"
     )
+
+
+def test_feature_matching_is_zero_for_the_real_pair_and_grows_with_a_changed_defect(small_patchset: PatchSet):
+    cfg, _, _, loss, real = _setup(small_patchset)
+    paired = cfg.batch_size - loss.unpaired(cfg.batch_size)
+
+    def matching(image: torch.Tensor) -> float:
+        taps: list[torch.Tensor] = []
+        with torch.no_grad():
+            loss.run_D(image, real["mask"][:paired], taps)
+            return float(loss.feature_matching(taps, real, paired))
+
+    assert matching(real["image"][:paired]) == 0.0
+    alpha = alpha_map(real["mask"][:paired], cfg.dilate_px, cfg.feather_px)
+    small, large = (real["image"][:paired] + shift * alpha for shift in (0.1, 0.5))
+    assert 0 < matching(small) < matching(large)
 
 
 # --- the command, the pool, the eval ----------------------------------------------------------------

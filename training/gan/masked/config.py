@@ -51,6 +51,9 @@ class MaskedGANConfig(BaseModel):
     # and Uneven); on k x k means it fixes brightness and shape and leaves the texture to the discriminators.
     rec_pool_px: int = Field(1, ge=1, le=64, description="The reconstruction compares k x k means of the hole.")
     noise_inputs: bool = Field(False, description="Per-pixel noise in G's decoder (texture; off in the z = 0 rec).")
+    # pix2pixHD's feature matching: the painted pair's hidden D activations against the real pair's (same
+    # background, so only the cells that see the hole differ) - texture statistics as the discriminators see them
+    fm_weight: float = Field(0.0, ge=0, description="Feature matching on the paired half (0: off).")
     div_weight: float = Field(1.0, ge=0, description="Diversity: reward region difference per latent distance.")
     div_tau: float = Field(
         0.2, gt=0, le=10, description="Diversity is rewarded up to this difference per latent distance ([-1, 1] units)."

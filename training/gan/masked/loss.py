@@ -9,8 +9,10 @@ feathered rim are G's. The two discriminators see image ⊕ mask (global patch, 
 * ``G_main``: softplus(−D(fake)) for both D's  +  ``rec_weight`` · L1 of the hole at z = 0 (no noise;
   on ``rec_pool_px`` means) against the real defect (paired only; alpha-weighted mean)  −  ``div_weight``
   · min(d, ``div_tau``), the bounded diversity term (Yang et al. 2019, DSGAN): d = mean |paint(z1) −
-  paint(z2)| over the hole / mean |z1 − z2|. (Mode seeking's 1 / d, Mao et al. 2019, was tried first: at
-  start, when z barely matters, it was ~1,000 against an adversarial loss of ~1.4 and drowned every other term.)
+  paint(z2)| over the hole / mean |z1 − z2|  +  ``fm_weight`` · feature matching (pix2pixHD, Wang et
+  al. 2018): the paired half's hidden D activations against the real pair's. (Mode seeking's 1 / d,
+  Mao et al. 2019, was tried first: at start, when z barely matters, it was ~1,000 against an
+  adversarial loss of ~1.4 and drowned every other term.)
 * ``G_reg``: nothing (this family has no generator regulariser; the loop calls it at step 0 only).
 * ``D_main``: softplus(D(fake)) + softplus(−D(real)), both D's.
 * ``D_reg``: R1 = γ/2 · ‖∇ D(real image ⊕ mask)‖² w.r.t. the real image, both D's.
@@ -58,10 +60,21 @@ class MaskedGANLoss:
         with self._autocast(z.device):
             return paint(self.G, background, mask, alpha, z=z, noise=noise).float()
 
-    def run_D(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run_D(
+        self, image: torch.Tensor, mask: torch.Tensor, taps: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         with self._autocast(image.device):
-            global_map, local_map = self.D(image, mask)
+            global_map, local_map = self.D(image, mask, taps)
         return global_map.float(), local_map.float()
+
+    def feature_matching(self, fake_taps: list[torch.Tensor], real: dict[str, torch.Tensor], paired: int):
+        """Mean over D's hidden layers of the L1 between the first ``paired`` fakes' activations and their real
+        pairs' (D frozen: its real pass takes no gradient)."""
+        real_taps: list[torch.Tensor] = []
+        with torch.no_grad():
+            self.run_D(real["image"][:paired], real["mask"][:paired], real_taps)
+        pairs = zip(fake_taps, real_taps, strict=True)
+        return sum((f[:paired].float() - r.float()).abs().mean() for f, r in pairs) / len(real_taps)
 
     def region_weights(self, mask: torch.Tensor, global_map: torch.Tensor, local_map: torch.Tensor):  # noqa: ANN201
         """Per-logit weights: the logits whose cell overlaps the grown defect (elsewhere real and fake are the
@@ -111,12 +124,15 @@ class MaskedGANLoss:
         background, mask, alpha = self.conditions(real, batch)
         painted = self.paint(background, mask, alpha, z)
         fake = composite(background, painted, alpha)
-        global_map, local_map = self.run_D(fake, mask)
+        paired = batch - self.unpaired(batch)
+        taps: list[torch.Tensor] | None = [] if paired and self.cfg.fm_weight > 0 else None
+        global_map, local_map = self.run_D(fake, mask, taps)
         w_global, w_local = self.region_weights(mask, global_map, local_map)
         terms = {
             "adv": self.weighted(F.softplus(-global_map), w_global) + self.weighted(F.softplus(-local_map), w_local)
         }
-        paired = batch - self.unpaired(batch)
+        if taps is not None:
+            terms["fm"] = self.feature_matching(taps, real, paired) * self.cfg.fm_weight
         if paired and (self.cfg.rec_weight > 0 or self.cfg.div_weight > 0):
             pb, pm, pa = background[:paired], mask[:paired], alpha[:paired]
             area = pa.sum().clamp_min(1.0)

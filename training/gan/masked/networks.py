@@ -126,8 +126,15 @@ class PatchDiscriminator(nn.Module):
         layers.append(nn.Conv2d(cin, 1, 3, padding=1))
         self.body = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+    def forward(self, x: torch.Tensor, taps: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The logit map; ``taps``: a list that gets every hidden activation (for feature matching)."""
+        if taps is None:
+            return self.body(x)
+        for layer in self.body:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                taps.append(x)
+        return x
 
 
 def defect_crops(masks: torch.Tensor, size: int) -> list[tuple[int, int]]:
@@ -156,10 +163,12 @@ class MaskedDiscriminators(nn.Module):
         self.global_d = PatchDiscriminator(img_channels + 1, channels, norm)
         self.local_d = PatchDiscriminator(img_channels + 1, channels[:-1] or channels, norm)
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, image: torch.Tensor, mask: torch.Tensor, taps: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         stacked = torch.cat([image, mask * 2 - 1], dim=1)
         boxes = defect_crops(mask, self.local_px)
-        return self.global_d(stacked), self.local_d(crop(stacked, boxes, self.local_px))
+        return self.global_d(stacked, taps), self.local_d(crop(stacked, boxes, self.local_px), taps)
 
 
 class MaskedSampler(nn.Module):
