@@ -14,7 +14,7 @@ process's peak RSS.
     python benchmarks/gan_throughput.py --modconv   # grouped vs scaled modulated conv, per layer
     python benchmarks/gan_throughput.py --rows semantic-tiny64,semantic-tiny64-dsem64,semantic-tiny64-b32 --steps 3
     python benchmarks/gan_throughput.py --rows masked-tiny128,masked-paper128 --steps 3
-    python benchmarks/gan_throughput.py --rows masked-tiny128,masked-tiny128-texture --steps 3 --threads 1
+    python benchmarks/gan_throughput.py --rows masked-tiny128,masked-tiny128-texture,masked-tiny128-fm --threads 1
 
 Reference (gan-reference.md §1, the official StyleGAN2-ADA code on this CPU type, idle, 'auto'
 at 128 px, grayscale, batch 32, no augment pipe, fp32, 2 threads): 0.23 images/s; narrowed to
@@ -57,6 +57,7 @@ ROWS: dict[str, tuple[dict, int]] = {
     "masked-tiny128": ({"family": "masked", "preset": "tiny"}, 0),
     "masked-paper128": ({"family": "masked"}, 8),
     "masked-tiny128-texture": ({"family": "masked", "preset": "tiny", "noise_inputs": True, "rec_pool_px": 4}, 0),
+    "masked-tiny128-fm": ({"family": "masked", "preset": "tiny", "fm_weight": 10.0, "rec_pool_px": 4}, 0),
 }
 DEFAULT_ROWS = "paper128,w2048-128px,tiny128,w2048-64px,tiny64,tiny64-nchw,tiny64-bf16"
 # (batch, in, out, resolution, up) of single synthesis layers at the tiny and paper widths.
