@@ -51,7 +51,7 @@ class _Up(nn.Module):
     The noise (one map, per-channel learned strength starting at 0, as StyleGAN's noise inputs) gives the
     painting local texture that a z-only modulation cannot: FiLM changes whole channels at once."""
 
-    def __init__(self, cin: int, cskip: int, cout: int, z_dim: int, noise: bool = False) -> None:
+    def __init__(self, cin: int, cskip: int, cout: int, z_dim: int, *, noise: bool = False) -> None:
         super().__init__()
         self.reduce = nn.Conv2d(cin, cout, 3, padding=1)
         self.merge = nn.Conv2d(cout + cskip, cout, 3, padding=1)
@@ -85,7 +85,7 @@ class MaskedGenerator(nn.Module):
         self.down = nn.ModuleList(_Down(widths[i], widths[i + 1]) for i in range(len(channels)))
         self.z_in = nn.Linear(z_dim, widths[-1])
         self.up = nn.ModuleList(
-            _Up(widths[i + 1], widths[i], widths[i], z_dim, noise) for i in reversed(range(len(channels)))
+            _Up(widths[i + 1], widths[i], widths[i], z_dim, noise=noise) for i in reversed(range(len(channels)))
         )
         self.to_image = nn.Conv2d(widths[0], img_channels, 1)
 
@@ -95,6 +95,7 @@ class MaskedGenerator(nn.Module):
         mask: torch.Tensor,
         hole: torch.Tensor,
         z: torch.Tensor,
+        *,
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``noise``: [N, 1, R, R] unit normal (None: no noise — the reconstruction's deterministic mode)."""
@@ -207,4 +208,4 @@ def paint(
     """G's painting of the hole of ``background`` (filled first, as in training); ``noise`` only where G has
     noise inputs (None: the deterministic mode)."""
     hole = hole_of(alpha)
-    return G(fill_hole(background, hole), mask, hole, z, noise if G.noise else None)
+    return G(fill_hole(background, hole), mask, hole, z, noise=noise if G.noise else None)

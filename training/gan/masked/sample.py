@@ -80,6 +80,7 @@ def paint_conditions(
     data: MaskedData,
     conditions: list[Condition],
     z: torch.Tensor,
+    *,
     noise: torch.Tensor | None = None,
 ) -> np.ndarray:
     """uint8 [N, R, R] composites: each background with its mask painted by G_ema at latent ``z[i]`` (and
@@ -123,7 +124,7 @@ def masked_samples(
     noise = sample_noise(count, loaded, seed)
     images = np.concatenate(
         [
-            paint_conditions(loaded, data, conditions[i : i + batch], z[i : i + batch], _rows(noise, i, batch))
+            paint_conditions(loaded, data, conditions[i : i + batch], z[i : i + batch], noise=_rows(noise, i, batch))
             for i in range(0, count, batch)
         ]
     )
@@ -221,8 +222,8 @@ def write_comparison_grid(
     noise = sample_noise(2 * rows, loaded, seed)
     first, second = (None, None) if noise is None else (noise[:rows], noise[rows:])
     first, second = (
-        paint_conditions(loaded, data, conditions, z[:rows], first),
-        paint_conditions(loaded, data, conditions, z[rows:], second),
+        paint_conditions(loaded, data, conditions, z[:rows], noise=first),
+        paint_conditions(loaded, data, conditions, z[rows:], noise=second),
     )
     tiles = []
     for i, condition in enumerate(conditions):
