@@ -191,9 +191,14 @@ class MaskedSampler(nn.Module):
         return torch.cat([composite(background, painted, alpha), mask * 2 - 1], dim=1)
 
 
+def seeded_normal(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """Unit normal values from one stream per seed: row i does not depend on how many rows are drawn."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
 def noise_maps(count: int, resolution: int, seed: int) -> torch.Tensor:
-    """[count, 1, R, R] unit noise from one seeded stream (sample i's map does not depend on the batch size)."""
-    return torch.randn(count, 1, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+    """[count, 1, R, R] noise maps for G's noise inputs."""
+    return seeded_normal((count, 1, resolution, resolution), seed)
 
 
 def paint(

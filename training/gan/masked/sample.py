@@ -39,7 +39,7 @@ from training.gan.loop import tile_images
 from training.gan.masked.composite import alpha_map, composite_uint8
 from training.gan.masked.data import MaskedData, load_masked_data
 from training.gan.masked.masks import MaskWarp, warp_mask
-from training.gan.masked.networks import noise_maps, paint
+from training.gan.masked.networks import noise_maps, paint, seeded_normal
 from training.gan.masked.reals import mask_tensor, to_tensor
 from training.outputs import atomic_output_dir, provenance, write_json_atomic
 
@@ -99,7 +99,7 @@ def paint_conditions(
 
 def latents(count: int, z_dim: int, seed: int) -> torch.Tensor:
     """Sample i's latent does not depend on the batch size: one stream per seed."""
-    return torch.randn(count, z_dim, generator=torch.Generator().manual_seed(seed))
+    return seeded_normal((count, z_dim), seed)
 
 
 def _rows(values: torch.Tensor | None, start: int, count: int) -> torch.Tensor | None:
